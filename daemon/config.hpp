@@ -1,0 +1,83 @@
+// config.hpp: the one TOML configuration file, loaded and validated into plain values.
+// The only module that includes toml++. Every error names the file, line, column and key.
+#pragma once
+
+#include "model.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ews {
+
+// Message format: "FILE:LINE:COLUMN: KEY: what is wrong, what was expected"
+// (LINE:COLUMN omitted when the key is missing altogether: "FILE: KEY: ...").
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct LevelThresholds {
+    double raise = 0;  // score (0..100) at or above which the level is raised
+    double clear = 0;  // score below which an open alert at this level clears (clear < raise)
+};
+
+struct PublishEndpoint {
+    std::string name;   // unique; defaults to "publish<N>" (N from 1)
+    std::string bind;   // ZeroMQ endpoint, e.g. "tcp://127.0.0.1:7601"
+    std::string scope;  // region prefix; empty = everything
+};
+
+enum class RejectPolicy { partial, reject_file };
+
+struct Config {
+    std::filesystem::path file;  // the file this was loaded from (absolute)
+
+    // [daemon]
+    std::filesystem::path state_dir;   // required
+    std::filesystem::path plugin_dir;  // required
+    std::chrono::seconds evaluate_every{60};
+    std::chrono::seconds heartbeat{5};  // key heartbeat_s
+    std::string log_level = "info";     // trace, debug, info, warn, error, critical, off
+
+    // [ingest]
+    std::filesystem::path spool_dir;    // default: <state_dir>/spool
+    RejectPolicy policy = RejectPolicy::partial;
+    std::chrono::seconds future_tolerance{86400};  // key future_tolerance_s
+
+    // [[publish]]
+    std::vector<PublishEndpoint> publish;
+
+    // [query]
+    std::string query_bind;      // key bind; empty = no query endpoint
+    std::string query_endpoint;  // key endpoint: the [[publish]] name whose outbox it serves
+                                 // (default: the first endpoint)
+
+    // [scoring]
+    std::map<std::string, double> weights;  // [scoring.weights] indicator = weight (> 0)
+    std::array<LevelThresholds, 3> levels{{{40, 30}, {60, 50}, {80, 70}}};  // watch, warning, critical
+    int raise_after = 2;
+    int clear_after = 3;
+
+    // [privacy]
+    int min_cell = 5;
+
+    // [plugins.<name>]: parameters passed to the plugin's configure()
+    std::map<std::string, sdk::Params> plugin_params;
+    // "FILE:LINE:COLUMN" of each plugin parameter, keyed "<plugin>.<key>", for error messages
+    std::map<std::string, std::string> plugin_param_where;
+
+    // [actions]: watch/warning/critical = ["playbook step", ...]
+    std::map<Level, std::vector<std::string>> actions;
+
+    const LevelThresholds& thresholds(Level l) const { return levels.at(int(l) - 1); }
+};
+
+// Reads and validates `file`. Relative paths are resolved against the file's directory.
+// Throws: ConfigError with the location and key of the first problem.
+Config load_config(const std::filesystem::path& file);
+
+}  // namespace ews

@@ -1,0 +1,98 @@
+// ingest.hpp: parsing and validation of localities and observations (CSV), and the spool
+// directory. Pure parsing functions take bytes and return rows plus located errors; the
+// spool functions move a file to done/ or failed/ only after its rows are committed.
+#pragma once
+
+#include "model.hpp"
+#include "config.hpp"
+#include "store.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ews {
+
+struct RowError {
+    std::string file;
+    std::size_t line = 0;    // 1-based physical line of the row
+    std::size_t column = 0;  // 1-based field number; 0 when the whole row/file is at fault
+    std::string reason;
+    std::string format() const;  // "file:line:column: reason"
+};
+
+struct ObservationParse {
+    std::vector<Observation> rows;
+    std::vector<RowError> errors;
+    std::size_t data_rows = 0;  // rows seen, excluding the header
+};
+
+struct LocalityParse {
+    std::vector<Locality> rows;
+    std::vector<RowError> errors;
+};
+
+struct ObservationRules {
+    std::function<bool(std::string_view)> known_locality;
+    TimePoint now{};
+    std::chrono::seconds future_tolerance{86400};
+};
+
+// CSV with header `locality,time,kind,value,weight,source` (columns in any order; weight
+// optional, default 1; source optional, default "unknown"). Accepts a UTF-8 BOM, CRLF line
+// ends and RFC 4180 quoting. Unknown column: the whole file is rejected (error at line 1).
+ObservationParse parse_observations_csv(std::string_view content, const std::string& file,
+                                        const ObservationRules& rules);
+
+// CSV with header `id,name,region,population,neighbours` (neighbours `;`-separated ids).
+LocalityParse parse_localities_csv(std::string_view content, const std::string& file);
+
+// Returns: hex SHA-1 of `content`, used to recognise a file ingested before.
+std::string content_digest(std::string_view content);
+
+struct IngestOutcome {
+    std::string file;
+    bool duplicate = false;   // same bytes were committed before: nothing written
+    bool committed = false;   // rows were committed (possibly zero rows)
+    std::vector<Observation> rows;  // rows committed, for the engine
+    std::vector<RowError> errors;
+    std::size_t data_rows = 0;
+};
+
+// Reads `file`, validates it, and commits its good rows in one transaction (policy partial)
+// or nothing when any row is bad (policy reject_file). Never throws for bad content;
+// Throws: StoreError when the database fails (then nothing was committed).
+IngestOutcome ingest_file(const std::filesystem::path& file, Store& store,
+                          const ObservationRules& rules, RejectPolicy policy);
+
+// The spool directory: files `*.csv` dropped there (written elsewhere and renamed in, or
+// closed after writing) are ingested, then moved to done/ or failed/.
+class Spool {
+public:
+    // Creates dir, dir/done and dir/failed when missing; starts an inotify watch.
+    explicit Spool(std::filesystem::path dir);
+    ~Spool();
+    Spool(const Spool&) = delete;
+    Spool& operator=(const Spool&) = delete;
+
+    // inotify file descriptor to poll for readability, -1 when inotify is unavailable.
+    int watch_fd() const { return fd_; }
+    // Reads and discards pending inotify events (call when watch_fd() is readable).
+    void drain_events();
+    // Returns: spool files ready to ingest (*.csv, not hidden, not *.rejected.csv), by name.
+    std::vector<std::filesystem::path> pending() const;
+    // After ingest_file: a committed or duplicate file moves to done/ (with errors under
+    // policy partial, done/NAME.rejected.csv lists each rejected row's line, column and
+    // reason); a file not committed moves to failed/ with failed/NAME.error listing why.
+    void finish(const IngestOutcome& outcome);
+    const std::filesystem::path& dir() const { return dir_; }
+
+private:
+    std::filesystem::path dir_;
+    int fd_ = -1;
+};
+
+}  // namespace ews

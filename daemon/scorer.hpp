@@ -1,0 +1,33 @@
+// scorer.hpp: the composite risk of a locality from its indicators' assessments.
+// Pure functions over values.
+#pragma once
+
+#include "model.hpp"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ews {
+
+struct Contribution {
+    std::string indicator;
+    double weight = 0;  // configured weight (default 1)
+    sdk::Assessment assessment;
+};
+
+struct Composite {
+    double score = 0;       // 0..100
+    double confidence = 0;  // 0..1
+    Level floor = Level::none;  // the highest floor any indicator asked for
+    std::vector<Contribution> contributions;  // in the order of `indicators`
+};
+
+// score = 100 * sum(w_i * c_i * s_i) / sum(w_i * c_i) over indicators with status ok or
+// stale and c_i > 0 (0 when there are none); confidence = sum(w_i * c_i) / sum(w_i) over all
+// indicators (missing, no_data and error count as c_i = 0). Weights default to 1.
+Composite compose(const std::vector<std::string>& indicators,
+                  const std::vector<sdk::Assessment>& assessments,
+                  const std::map<std::string, double>& weights);
+
+}  // namespace ews
