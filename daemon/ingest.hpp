@@ -63,7 +63,10 @@ struct IngestOutcome {
 };
 
 // Reads `file`, validates it, and commits its good rows in one transaction (policy partial)
-// or nothing when any row is bad (policy reject_file). Never throws for bad content;
+// or nothing when any row is bad (policy reject_file). A file with errors and no good row
+// (empty, unknown column, every row bad) is not committed under either policy, so it is
+// not recorded as seen and can be ingested again once fixed. A header-only file commits
+// zero rows. Never throws for bad content (an unreadable file is an error with line 0);
 // Throws: StoreError when the database fails (then nothing was committed).
 IngestOutcome ingest_file(const std::filesystem::path& file, Store& store,
                           const ObservationRules& rules, RejectPolicy policy);
@@ -87,6 +90,8 @@ public:
     // After ingest_file: a committed or duplicate file moves to done/ (with errors under
     // policy partial, done/NAME.rejected.csv lists each rejected row's line, column and
     // reason); a file not committed moves to failed/ with failed/NAME.error listing why.
+    // NAME is the file name without ".csv"; an existing NAME gets a suffix (NAME.1.csv).
+    // Throws: std::filesystem::filesystem_error when the report or the move fails.
     void finish(const IngestOutcome& outcome);
     const std::filesystem::path& dir() const { return dir_; }
 

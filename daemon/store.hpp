@@ -13,6 +13,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 struct sqlite3;
@@ -43,6 +44,7 @@ struct OutboxRow {
     std::string locality;  // empty for messages that are not about a locality
 };
 
+// Not thread-safe: one thread at a time uses a Store (the daemon's main thread).
 class Store {
 public:
     static constexpr int schema_version = 1;
@@ -86,7 +88,20 @@ public:
     std::optional<std::string> meta(const std::string& key);
     void set_meta(const std::string& key, const std::string& value);
 
+    // Appends `what` to the audit table, stamped with the wall clock (config reloads,
+    // plugin loads, keys). One transaction.
+    void audit(const std::string& what);
+
 private:
+    void open();
+    void migrate();
+    void close() noexcept;
+    // Runs `sql`; stores the first column of its first row in `first_value` when given.
+    void exec(const char* sql, std::string_view what, std::string* first_value = nullptr);
+    std::string where(std::string_view what) const;
+    std::string corrupt_message(const std::string& detail) const;
+
+    std::filesystem::path file_;
     sqlite3* db_ = nullptr;
     struct Statements;
     std::unique_ptr<Statements> st_;

@@ -1,0 +1,344 @@
+#include "app.hpp"
+
+#include "pipeline.hpp"
+#include "publisher.hpp"
+#include "query.hpp"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#ifdef EWS_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+namespace ews {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void notify(const std::string& state) {
+#ifdef EWS_HAVE_SYSTEMD
+    sd_notify(0, state.c_str());
+#else
+    (void)state;
+#endif
+}
+
+// Holds an exclusive flock on STATE_DIR/ewsd.lock for the life of the process, so that
+// ewsctl knows a daemon owns the store. The file holds the daemon's pid.
+class StateLock {
+public:
+    explicit StateLock(const std::filesystem::path& state_dir) {
+        path_ = state_dir / "ewsd.lock";
+        fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+        if (fd_ < 0)
+            throw std::runtime_error(path_.string() + ": cannot open lock file: " + std::strerror(errno));
+        if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+            char buf[32] = {};
+            ssize_t n = ::pread(fd_, buf, sizeof buf - 1, 0);
+            ::close(fd_);
+            throw std::runtime_error(path_.string() + ": another ewsd (pid " +
+                                     std::string(buf, n > 0 ? std::size_t(n) : 0) +
+                                     ") already uses this state directory");
+        }
+        std::string pid = std::to_string(::getpid());
+        if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0)
+            spdlog::warn("{}: cannot write pid: {}", path_.string(), std::strerror(errno));
+    }
+    ~StateLock() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    StateLock(const StateLock&) = delete;
+    StateLock& operator=(const StateLock&) = delete;
+
+private:
+    std::filesystem::path path_;
+    int fd_ = -1;
+};
+
+// Blocks SIGTERM, SIGINT and SIGHUP and delivers them through a file descriptor, so the
+// event loop handles them like any other input.
+class SignalFd {
+public:
+    SignalFd() {
+        sigemptyset(&mask_);
+        sigaddset(&mask_, SIGTERM);
+        sigaddset(&mask_, SIGINT);
+        sigaddset(&mask_, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &mask_, nullptr);
+        fd_ = ::signalfd(-1, &mask_, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (fd_ < 0) throw std::runtime_error(std::string("signalfd: ") + std::strerror(errno));
+    }
+    ~SignalFd() {
+        ::close(fd_);
+        pthread_sigmask(SIG_UNBLOCK, &mask_, nullptr);
+    }
+    SignalFd(const SignalFd&) = delete;
+    SignalFd& operator=(const SignalFd&) = delete;
+    int fd() const { return fd_; }
+    // Returns: the next pending signal number, or 0 when none.
+    int take() {
+        signalfd_siginfo info{};
+        ssize_t n = ::read(fd_, &info, sizeof info);
+        return n == sizeof info ? int(info.ssi_signo) : 0;
+    }
+
+private:
+    sigset_t mask_{};
+    int fd_ = -1;
+};
+
+void log_plugins(const PluginSet& set) {
+    for (const auto& p : set.loaded)
+        spdlog::info("plugin loaded: {} {} from {}", p.name(), p.descriptor.version, p.file.string());
+    for (const auto& r : set.refused)
+        spdlog::error("plugin refused: {}: {}", r.file.string(), r.reason);
+    if (set.loaded.empty()) spdlog::warn("no indicator plugin loaded: no locality can be assessed");
+}
+
+void log_ingest(const IngestOutcome& out) {
+    for (const auto& e : out.errors) spdlog::warn("rejected: {}", e.format());
+    if (out.duplicate)
+        spdlog::info("ingest {}: already ingested (same content), nothing changed", out.file);
+    else if (out.committed)
+        spdlog::info("ingest {}: {} rows committed, {} rejected", out.file, out.rows.size(),
+                     out.errors.size());
+    else
+        spdlog::error("ingest {}: file rejected ({} errors), nothing committed", out.file,
+                      out.errors.size());
+}
+
+class Daemon {
+public:
+    Daemon(const Config& config, const RunOptions& options)
+        : options_(options),
+          signals_(),
+          lock_((std::filesystem::create_directories(config.state_dir), config.state_dir)),
+          pipeline_(config),
+          spool_(config.spool_dir),
+          publisher_(context_, config.publish) {
+        log_plugins(pipeline_.plugins());
+        if (!config.query_bind.empty()) query_.emplace(context_, config.query_bind);
+        spdlog::info("ewsd {} started: {} localities, {} observations, {} plugins, state {}",
+                     EWS_VERSION, pipeline_.engine().locality_count(),
+                     pipeline_.engine().observation_count(), pipeline_.plugins().loaded.size(),
+                     config.state_dir.string());
+    }
+
+    int run() {
+        ingest_spool();
+        evaluate(true);
+        if (options_.once) return 0;
+        notify("READY=1\nSTATUS=" + status_line());
+        loop();
+        notify("STOPPING=1");
+        spdlog::info("ewsd stopped");
+        return 0;
+    }
+
+private:
+    TimePoint now() const { return options_.at ? *options_.at : wall_now(); }
+
+    void ingest_spool() {
+        for (const auto& file : spool_.pending()) {
+            try {
+                auto out = pipeline_.ingest(file, now());
+                log_ingest(out);
+                spool_.finish(out);
+                ingested_rows_ += out.rows.size();
+                rejected_rows_ += out.errors.size();
+            } catch (const std::exception& e) {
+                // The database failed: the file stays in the spool and is retried later.
+                spdlog::error("ingest {}: {} (file kept for retry)", file.string(), e.what());
+                return;
+            }
+        }
+    }
+
+    void evaluate(bool full) {
+        try {
+            auto rows = pipeline_.evaluate(now(), full);
+            for (const auto& row : rows) publisher_.send(row);
+            const auto& st = pipeline_.last_evaluation();
+            spdlog::log(rows.empty() ? spdlog::level::debug : spdlog::level::info,
+                        "evaluation ({}): {} localities in {} ms, {} events published",
+                        full ? "full" : "incremental", st.localities_assessed, st.duration.count(),
+                        rows.size());
+        } catch (const std::exception& e) {
+            spdlog::error("evaluation failed, state kept as before: {}", e.what());
+        }
+    }
+
+    void reload() {
+        notify("RELOADING=1");
+        const auto& file = pipeline_.config().file;
+        try {
+            Config next = load_config(file);
+            if (next.publish.size() != pipeline_.config().publish.size() ||
+                next.query_bind != pipeline_.config().query_bind)
+                spdlog::warn("reload: endpoint changes take effect at the next restart");
+            PluginSet plugins = load_plugins(next.plugin_dir, next.plugin_params);
+            log_plugins(plugins);
+            spdlog::set_level(spdlog::level::from_str(next.log_level));
+            auto publish = pipeline_.config().publish;
+            auto query_bind = pipeline_.config().query_bind;
+            next.publish = publish;  // sockets stay as bound
+            next.query_bind = query_bind;
+            pipeline_.reconfigure(std::move(next), std::move(plugins));
+            pipeline_.reload_localities();
+            spdlog::info("configuration reloaded from {}", file.string());
+            evaluate(true);
+        } catch (const std::exception& e) {
+            spdlog::error("reload rejected, keeping the running configuration: {}", e.what());
+        }
+        notify("READY=1\nSTATUS=" + status_line());
+    }
+
+    std::string status_line() const {
+        auto open = pipeline_.open_alerts();
+        return std::to_string(pipeline_.engine().locality_count()) + " localities, open alerts: " +
+               std::to_string(open[1]) + " watch, " + std::to_string(open[2]) + " warning, " +
+               std::to_string(open[3]) + " critical";
+    }
+
+    std::string status_json() const {
+        nlohmann::json j;
+        j["schema"] = "ews.status/1";
+        j["version"] = EWS_VERSION;
+        j["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count();
+        j["config"] = pipeline_.config().file.string();
+        j["localities"] = pipeline_.engine().locality_count();
+        j["observations"] = pipeline_.engine().observation_count();
+        auto& plugins = j["plugins"] = nlohmann::json::array();
+        for (const auto& p : pipeline_.plugins().loaded)
+            plugins.push_back({{"name", p.name()}, {"version", p.descriptor.version},
+                               {"file", p.file.string()}, {"state", "loaded"}});
+        for (const auto& r : pipeline_.plugins().refused)
+            plugins.push_back({{"file", r.file.string()}, {"state", "refused"}, {"reason", r.reason}});
+        const auto& ev = pipeline_.last_evaluation();
+        j["last_evaluation"] = {{"at", format_time(ev.at)},
+                                {"duration_ms", ev.duration.count()},
+                                {"localities", ev.localities_assessed},
+                                {"events", ev.events}};
+        auto open = pipeline_.open_alerts();
+        j["open_alerts"] = {{"watch", open[1]}, {"warning", open[2]}, {"critical", open[3]}};
+        auto& seqs = j["last_seq"] = nlohmann::json::object();
+        for (const auto& ep : pipeline_.config().publish) seqs[ep.name] = pipeline_.last_seq(ep.name);
+        j["ingest"] = {{"rows", ingested_rows_}, {"rejected", rejected_rows_}};
+        return j.dump();
+    }
+
+    void heartbeat() {
+        for (const auto& ep : pipeline_.config().publish)
+            publisher_.heartbeat(ep.name, pipeline_.last_seq(ep.name), wall_now());
+    }
+
+    void loop() {
+        const auto& cfg = [this]() -> const Config& { return pipeline_.config(); };
+        auto next_eval = Clock::now() + cfg().evaluate_every;
+        auto next_hb = Clock::now();
+        uint64_t watchdog_usec = 0;
+#ifdef EWS_HAVE_SYSTEMD
+        if (sd_watchdog_enabled(0, &watchdog_usec) <= 0) watchdog_usec = 0;
+#endif
+        auto next_watchdog = Clock::now();
+        std::vector<zmq::pollitem_t> items;
+        items.push_back({nullptr, signals_.fd(), ZMQ_POLLIN, 0});
+        items.push_back({nullptr, spool_.watch_fd(), ZMQ_POLLIN, 0});
+        if (query_) items.push_back({query_->socket().handle(), 0, ZMQ_POLLIN, 0});
+        const std::string query_outbox = cfg().query_endpoint.empty()
+                                             ? (cfg().publish.empty() ? std::string(default_outbox)
+                                                                      : cfg().publish.front().name)
+                                             : cfg().query_endpoint;
+        // Without inotify the spool is scanned every second instead.
+        const bool polling_spool = spool_.watch_fd() < 0;
+        auto next_scan = Clock::now();
+        for (;;) {
+            auto now_c = Clock::now();
+            if (now_c >= next_hb) {
+                heartbeat();
+                next_hb = now_c + cfg().heartbeat;
+            }
+            if (watchdog_usec && now_c >= next_watchdog) {
+                notify("WATCHDOG=1");
+                next_watchdog = now_c + std::chrono::microseconds(watchdog_usec / 2);
+            }
+            if (now_c >= next_eval) {
+                evaluate(true);
+                notify("STATUS=" + status_line());
+                next_eval = Clock::now() + cfg().evaluate_every;
+            }
+            if (polling_spool && now_c >= next_scan) {
+                ingest_spool();
+                if (pipeline_.engine().dirty_count() > 0) evaluate(false);
+                next_scan = now_c + std::chrono::seconds(1);
+            }
+            auto wake = std::min({next_hb, next_eval, polling_spool ? next_scan : next_eval});
+            if (watchdog_usec) wake = std::min(wake, next_watchdog);
+            auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
+            if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
+            zmq::poll(items.data(), items.size(), timeout + std::chrono::milliseconds(1));
+
+            if (items[0].revents & ZMQ_POLLIN) {
+                while (int sig = signals_.take()) {
+                    if (sig == SIGHUP) {
+                        spdlog::info("SIGHUP: reloading configuration");
+                        reload();
+                    } else {
+                        spdlog::info("{}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                        return;
+                    }
+                }
+            }
+            if (items[1].revents & ZMQ_POLLIN) {
+                spool_.drain_events();
+                ingest_spool();
+                if (pipeline_.engine().dirty_count() > 0) evaluate(false);
+            }
+            if (query_ && (items[2].revents & ZMQ_POLLIN))
+                query_->handle(pipeline_.store(), query_outbox, [this] { return status_json(); });
+        }
+    }
+
+    RunOptions options_;
+    Clock::time_point started_ = Clock::now();
+    // First member: signals must be blocked before any thread (ZeroMQ's, the evaluation
+    // pool's) starts, so that SIGTERM reaches the loop instead of killing a worker thread.
+    SignalFd signals_;
+    StateLock lock_;
+    Pipeline pipeline_;
+    Spool spool_;
+    zmq::context_t context_;
+    Publisher publisher_;
+    std::optional<QueryServer> query_;
+    std::size_t ingested_rows_ = 0;
+    std::size_t rejected_rows_ = 0;
+};
+
+}  // namespace
+
+int run_daemon(const Config& config, const RunOptions& options) {
+    std::unique_ptr<Daemon> daemon;
+    try {
+        daemon = std::make_unique<Daemon>(config, options);
+    } catch (const zmq::error_t& e) {
+        spdlog::critical("cannot bind a socket: {} (check [[publish]] and [query] bind in {})",
+                         e.what(), config.file.string());
+        return 1;
+    } catch (const std::exception& e) {
+        spdlog::critical("cannot start: {}", e.what());
+        return 1;
+    }
+    return daemon->run();
+}
+
+}  // namespace ews

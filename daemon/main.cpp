@@ -1,0 +1,66 @@
+// ewsd: the early-warning daemon. Parses the command line, loads the configuration and hands
+// over to run_daemon(); everything else lives in the modules.
+#include "app.hpp"
+#include "config.hpp"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <iostream>
+
+int main(int argc, char** argv) {
+    CLI::App cli{"ewsd: early-warning daemon for child-recruitment prevention programmes"};
+    std::string config_file = "/etc/ewsd/ewsd.toml";
+    bool check_config = false, once = false, version = false;
+    std::string at, log_level;
+    cli.add_option("-c,--config", config_file, "configuration file (TOML)");
+    cli.add_flag("--check-config", check_config, "validate the configuration and exit (0 ok, 1 invalid)");
+    cli.add_flag("--once", once, "ingest what is waiting, evaluate once, publish, and exit");
+    cli.add_option("--at", at, "with --once: evaluate as of this time (RFC 3339 date or date-time)");
+    cli.add_option("--log-level", log_level, "override [daemon] log_level");
+    cli.add_flag("--version", version, "print the version and exit");
+    try {
+        cli.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return cli.exit(e) == 0 ? 0 : 2;
+    }
+    if (version) {
+        std::cout << "ewsd " << EWS_VERSION << "\n";
+        return 0;
+    }
+
+    // Under systemd the journal adds timestamps itself.
+    auto logger = spdlog::stderr_color_mt("ewsd");
+    logger->set_pattern(std::getenv("JOURNAL_STREAM") ? "%l: %v" : "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    spdlog::set_default_logger(logger);
+
+    ews::Config config;
+    try {
+        config = ews::load_config(config_file);
+    } catch (const std::exception& e) {
+        std::cerr << e.what() << "\n";
+        return 1;
+    }
+    if (check_config) {
+        std::cout << config_file << ": configuration is valid\n";
+        return 0;
+    }
+    spdlog::set_level(spdlog::level::from_str(log_level.empty() ? config.log_level : log_level));
+
+    ews::RunOptions options;
+    options.once = once;
+    if (!at.empty()) {
+        if (!once) {
+            std::cerr << "ewsd: --at needs --once\n";
+            return 2;
+        }
+        options.at = ews::parse_time(at);
+        if (!options.at) {
+            std::cerr << "ewsd: --at '" << at << "': expected an RFC 3339 date or UTC date-time\n";
+            return 2;
+        }
+    }
+    return ews::run_daemon(config, options);
+}

@@ -1,0 +1,68 @@
+#include "scorer.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ews {
+
+namespace {
+
+Level to_level(sdk::Floor floor) {
+    switch (floor) {
+        case sdk::Floor::none: return Level::none;
+        case sdk::Floor::watch: return Level::watch;
+        case sdk::Floor::warning: return Level::warning;
+        case sdk::Floor::critical: return Level::critical;
+    }
+    return Level::none;
+}
+
+// A value that cannot be trusted counts as nothing rather than poisoning the sums.
+double unit_or_zero(double x) { return std::isfinite(x) ? std::clamp(x, 0.0, 1.0) : 0.0; }
+
+double finite_or_zero(double x) { return std::isfinite(x) ? x : 0.0; }
+
+bool scored(sdk::Status status) {
+    return status == sdk::Status::ok || status == sdk::Status::stale;
+}
+
+}  // namespace
+
+Composite compose(const std::vector<std::string>& indicators,
+                  const std::vector<sdk::Assessment>& assessments,
+                  const std::map<std::string, double>& weights) {
+    Composite out;
+    out.contributions.reserve(indicators.size());
+    double weighted_score = 0;  // sum(w * c * s) over scored indicators
+    double weighted_conf = 0;   // sum(w * c) over scored indicators
+    double weight_total = 0;    // sum(w) over all indicators
+    for (std::size_t i = 0; i < indicators.size(); ++i) {
+        Contribution c;
+        c.indicator = indicators[i];
+        auto w = weights.find(indicators[i]);
+        c.weight = w == weights.end() ? 1.0 : w->second;
+        const double weight = std::isfinite(c.weight) && c.weight > 0 ? c.weight : 0.0;
+        if (i < assessments.size()) {
+            c.assessment = assessments[i];
+            out.floor = std::max(out.floor, to_level(c.assessment.floor));
+        }
+        // A missing assessment stays the default one: status no_data, confidence 0.
+        const sdk::Assessment& a = c.assessment;
+        weight_total += weight;
+        if (scored(a.status)) {
+            const double conf = unit_or_zero(a.confidence);
+            weighted_conf += weight * conf;
+            weighted_score += weight * conf * unit_or_zero(a.score);
+        }
+        out.contributions.push_back(std::move(c));
+    }
+    // Sums can still overflow with absurd weights; the result then falls back to 0.
+    if (weighted_conf > 0)
+        out.score =
+            std::clamp(finite_or_zero(100.0 * (weighted_score / weighted_conf)), 0.0, 100.0);
+    if (weight_total > 0)
+        out.confidence = std::clamp(finite_or_zero(weighted_conf / weight_total), 0.0, 1.0);
+    return out;
+}
+
+}  // namespace ews

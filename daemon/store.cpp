@@ -1,0 +1,679 @@
+// store.cpp: every SQL statement of ewsd. See store.hpp for the contract.
+#include "store.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <utility>
+
+namespace ews {
+
+namespace {
+
+// Forward migrations: step i takes a database from user_version i to i + 1. Each step runs in
+// its own transaction together with the user_version bump, so a crash leaves the file at a
+// version it really has. Append new steps; never edit a step that has shipped.
+constexpr const char* migrations[] = {
+    // 0 -> 1
+    R"sql(
+CREATE TABLE localities(
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    region TEXT NOT NULL,
+    population REAL,
+    neighbours TEXT NOT NULL DEFAULT ''   -- ids joined with ';'
+);
+CREATE TABLE observations(
+    locality TEXT NOT NULL REFERENCES localities(id),
+    kind TEXT NOT NULL,
+    time INTEGER NOT NULL,                -- unix seconds, UTC
+    source TEXT NOT NULL,
+    value REAL NOT NULL,
+    weight REAL NOT NULL,
+    PRIMARY KEY(locality, kind, time, source)
+) WITHOUT ROWID;
+CREATE TABLE ingests(
+    id INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    accepted INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE alert_state(
+    locality TEXT PRIMARY KEY,
+    level INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
+    pending_count INTEGER NOT NULL,
+    alert_id TEXT NOT NULL DEFAULT '',
+    opened_at INTEGER,
+    changed_at INTEGER,
+    score REAL NOT NULL
+);
+CREATE TABLE outbox(
+    endpoint TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    alert_id TEXT NOT NULL DEFAULT '',
+    locality TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY(endpoint, seq)
+) WITHOUT ROWID;
+CREATE INDEX outbox_by_alert ON outbox(endpoint, alert_id, seq);
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE audit(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, what TEXT NOT NULL);
+)sql",
+};
+static_assert(std::size(migrations) == Store::schema_version,
+              "one migration step per schema version");
+
+std::int64_t to_unix(TimePoint t) { return t.time_since_epoch().count(); }
+TimePoint from_unix(std::int64_t s) { return TimePoint{std::chrono::seconds{s}}; }
+
+std::string join_ids(const std::vector<std::string>& ids) {
+    std::string out;
+    for (const auto& id : ids) {
+        if (!out.empty()) out += ';';
+        out += id;
+    }
+    return out;
+}
+
+std::vector<std::string> split_ids(std::string_view text) {
+    std::vector<std::string> out;
+    while (!text.empty()) {
+        auto cut = text.find(';');
+        auto part = text.substr(0, cut);
+        if (!part.empty()) out.emplace_back(part);
+        if (cut == std::string_view::npos) break;
+        text.remove_prefix(cut + 1);
+    }
+    return out;
+}
+
+// A prepared statement owned for the life of the Store.
+class Stmt {
+public:
+    Stmt() = default;
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+    ~Stmt() { sqlite3_finalize(stmt_); }
+    sqlite3_stmt* get() const { return stmt_; }
+    sqlite3_stmt** out() { return &stmt_; }
+
+private:
+    sqlite3_stmt* stmt_ = nullptr;
+};
+
+// One use of a cached statement: binds, steps and reads columns; resets the statement and
+// clears its bindings when the scope ends, whatever happens, so it can be reused and holds
+// no read snapshot open.
+class Use {
+public:
+    Use(const Stmt& stmt, sqlite3* db, const std::string& where)
+        : s_(stmt.get()), db_(db), where_(where) {}
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+    ~Use() {
+        sqlite3_reset(s_);
+        sqlite3_clear_bindings(s_);
+    }
+
+    // Text is bound without copying: `v` must outlive the next step().
+    Use& text(int i, std::string_view v) {
+        return check(sqlite3_bind_text(s_, i, v.data(), int(v.size()), SQLITE_STATIC));
+    }
+    Use& integer(int i, std::int64_t v) { return check(sqlite3_bind_int64(s_, i, v)); }
+    Use& real(int i, double v) { return check(sqlite3_bind_double(s_, i, v)); }
+    Use& null(int i) { return check(sqlite3_bind_null(s_, i)); }
+
+    // Returns: true while a row is available; false when done. Throws: StoreError.
+    bool step() {
+        int rc = sqlite3_step(s_);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        fail();
+    }
+    // For statements that return no rows; resets so the statement is ready again.
+    void run() {
+        while (step()) {
+        }
+        sqlite3_reset(s_);
+    }
+
+    std::int64_t col_int(int i) const { return sqlite3_column_int64(s_, i); }
+    double col_real(int i) const { return sqlite3_column_double(s_, i); }
+    bool col_null(int i) const { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
+    std::string_view col_text(int i) const {
+        auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, i));
+        return p ? std::string_view(p, std::size_t(sqlite3_column_bytes(s_, i))) : std::string_view{};
+    }
+
+private:
+    Use& check(int rc) {
+        if (rc != SQLITE_OK) fail();
+        return *this;
+    }
+    [[noreturn]] void fail() { throw StoreError(where_ + ": " + sqlite3_errmsg(db_)); }
+
+    sqlite3_stmt* s_;
+    sqlite3* db_;
+    const std::string& where_;
+};
+
+}  // namespace
+
+struct Store::Statements {
+    Stmt begin, commit, rollback;
+    Stmt upsert_locality, select_localities;
+    Stmt ingest_seen, upsert_observation, insert_ingest, select_observations, count_observations;
+    Stmt select_alert_states, upsert_alert_state;
+    Stmt last_seq, insert_outbox, outbox_after, open_alert_rows;
+    Stmt select_meta, upsert_meta, insert_audit;
+};
+
+namespace {
+
+// The open write transaction of one write method. BEGIN IMMEDIATE takes the write lock at
+// once (waiting up to busy_timeout), so a transaction never fails half-way for want of it.
+// Leaving the scope without commit() rolls back.
+class Transaction {
+public:
+    Transaction(sqlite3* db, const Stmt& begin, const Stmt& commit, const Stmt& rollback,
+                const std::string& where)
+        : db_(db), commit_(commit), rollback_(rollback), where_(where) {
+        Use(begin, db_, where_).run();
+    }
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    ~Transaction() {
+        // Some errors (SQLITE_FULL, SQLITE_IOERR, ...) roll back by themselves.
+        if (!done_ && !sqlite3_get_autocommit(db_)) {
+            sqlite3_reset(rollback_.get());
+            sqlite3_step(rollback_.get());
+            sqlite3_reset(rollback_.get());
+        }
+    }
+    void commit() {
+        Use(commit_, db_, where_).run();
+        done_ = true;
+    }
+
+private:
+    sqlite3* db_;
+    const Stmt& commit_;
+    const Stmt& rollback_;
+    const std::string& where_;
+    bool done_ = false;
+};
+
+}  // namespace
+
+Store::Store(const std::filesystem::path& file) : file_(file) {
+    try {
+        open();
+    } catch (...) {
+        close();
+        throw;
+    }
+}
+
+Store::~Store() { close(); }
+
+void Store::close() noexcept {
+    st_.reset();  // finalizes every statement; sqlite3_close refuses while any is alive
+    if (db_) sqlite3_close(db_);
+    db_ = nullptr;
+}
+
+std::string Store::where(std::string_view what) const {
+    return file_.string() + ": " + std::string(what);
+}
+
+void Store::exec(const char* sql, std::string_view what, std::string* first_value) {
+    char* message = nullptr;
+    auto keep_first = [](void* out, int, char** values, char**) {
+        auto& text = *static_cast<std::string*>(out);
+        if (text.empty() && values[0]) text = values[0];
+        return 0;
+    };
+    int rc = sqlite3_exec(db_, sql, first_value ? +keep_first : nullptr, first_value, &message);
+    if (rc == SQLITE_OK) return;
+    std::string text = message ? message : sqlite3_errmsg(db_);
+    sqlite3_free(message);
+    if (rc == SQLITE_NOTADB)
+        throw StoreError(file_.string() + ": not an SQLite database (" + text +
+                         "); point daemon.state_dir at a directory holding ewsd's database, "
+                         "or move this file aside so that a new one is created");
+    if (rc == SQLITE_CORRUPT) throw StoreError(corrupt_message(text));
+    throw StoreError(where(what) + ": " + text);
+}
+
+std::string Store::corrupt_message(const std::string& detail) const {
+    auto f = file_.string();
+    return f + ": the database is corrupt (" + detail + "). To restore it: stop ewsd; move " +
+           f + " (and " + f + "-wal, " + f + "-shm if present) aside; copy the latest backup " +
+           "written by `ewsctl backup` to " + f + "; start ewsd again. Observations ingested " +
+           "after that backup must be ingested again.";
+}
+
+void Store::open() {
+    // NOMUTEX: a Store is used by one thread at a time (its cached statements are bound and
+    // stepped across calls, which no SQLite mutex could make safe), so SQLite's own
+    // per-call locking would only cost time.
+    int rc = sqlite3_open_v2(file_.c_str(), &db_,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             nullptr);
+    if (rc != SQLITE_OK) {
+        std::string text = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+        throw StoreError(file_.string() + ": cannot open database: " + text);
+    }
+    sqlite3_extended_result_codes(db_, 0);
+    if (sqlite3_db_readonly(db_, "main") == 1)
+        throw StoreError(file_.string() +
+                         ": the database can only be opened read-only; ewsd must be able to "
+                         "write it and create files beside it (check owner and permissions "
+                         "of the file and of its directory)");
+
+    // busy_timeout first: the other pragmas may need a lock another process holds briefly.
+    exec("PRAGMA busy_timeout=5000", "setting busy_timeout");
+    // WAL with synchronous=NORMAL: a committed transaction is in the WAL file before COMMIT
+    // returns, so it survives the process being killed (kill -9); only a power loss or OS
+    // crash can lose the last few commits, never corrupt the database.
+    std::string mode;
+    exec("PRAGMA journal_mode=WAL", "switching to WAL", &mode);
+    if (mode != "wal")
+        throw StoreError(file_.string() + ": cannot use WAL mode (journal mode stays '" + mode +
+                         "'); put state_dir on a local file system");
+    exec("PRAGMA synchronous=NORMAL", "setting synchronous");
+    exec("PRAGMA foreign_keys=ON", "enabling foreign keys");
+
+    {
+        std::string problems;
+        char* message = nullptr;
+        rc = sqlite3_exec(
+            db_, "PRAGMA quick_check",
+            [](void* out, int, char** values, char**) {
+                auto& text = *static_cast<std::string*>(out);
+                if (values[0] && std::string_view(values[0]) != "ok" && text.size() < 500) {
+                    if (!text.empty()) text += "; ";
+                    text += values[0];
+                }
+                return 0;
+            },
+            &problems, &message);
+        std::string text = message ? message : "";
+        sqlite3_free(message);
+        if (rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT || (rc == SQLITE_OK && !problems.empty()))
+            throw StoreError(corrupt_message(rc == SQLITE_OK ? problems : text));
+        if (rc != SQLITE_OK) throw StoreError(where("quick_check") + ": " + text);
+    }
+
+    migrate();
+
+    st_ = std::make_unique<Statements>();
+    auto prepare = [this](Stmt& s, const char* sql) {
+        if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, s.out(), nullptr) != SQLITE_OK)
+            throw StoreError(where("preparing statement") + ": " + sqlite3_errmsg(db_) + ": " + sql);
+    };
+    auto& s = *st_;
+    prepare(s.begin, "BEGIN IMMEDIATE");
+    prepare(s.commit, "COMMIT");
+    prepare(s.rollback, "ROLLBACK");
+    prepare(s.upsert_locality,
+            "INSERT INTO localities(id, name, region, population, neighbours) VALUES(?1,?2,?3,?4,?5) "
+            "ON CONFLICT(id) DO UPDATE SET name=excluded.name, region=excluded.region, "
+            "population=excluded.population, neighbours=excluded.neighbours");
+    prepare(s.select_localities,
+            "SELECT id, name, region, population, neighbours FROM localities ORDER BY id");
+    prepare(s.ingest_seen, "SELECT 1 FROM ingests WHERE digest=?1");
+    // The WHERE clause skips rewriting rows whose values did not change, so re-ingesting a
+    // file writes no pages.
+    prepare(s.upsert_observation,
+            "INSERT INTO observations(locality, kind, time, source, value, weight) "
+            "VALUES(?1,?2,?3,?4,?5,?6) "
+            "ON CONFLICT(locality, kind, time, source) DO UPDATE SET value=excluded.value, "
+            "weight=excluded.weight "
+            "WHERE value IS NOT excluded.value OR weight IS NOT excluded.weight");
+    prepare(s.insert_ingest,
+            "INSERT INTO ingests(digest, name, accepted, rejected, status, at) "
+            "VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(digest) DO NOTHING");
+    prepare(s.select_observations,
+            "SELECT locality, kind, time, source, value, weight FROM observations "
+            "ORDER BY locality, kind, time, source");
+    prepare(s.count_observations, "SELECT count(*) FROM observations");
+    prepare(s.select_alert_states,
+            "SELECT locality, level, pending, pending_count, alert_id, opened_at, changed_at, "
+            "score FROM alert_state ORDER BY locality");
+    prepare(s.upsert_alert_state,
+            "INSERT INTO alert_state(locality, level, pending, pending_count, alert_id, "
+            "opened_at, changed_at, score) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) "
+            "ON CONFLICT(locality) DO UPDATE SET level=excluded.level, pending=excluded.pending, "
+            "pending_count=excluded.pending_count, alert_id=excluded.alert_id, "
+            "opened_at=excluded.opened_at, changed_at=excluded.changed_at, score=excluded.score");
+    prepare(s.last_seq, "SELECT coalesce(max(seq), 0) FROM outbox WHERE endpoint=?1");
+    prepare(s.insert_outbox,
+            "INSERT INTO outbox(endpoint, seq, topic, payload, alert_id, locality) "
+            "VALUES(?1,?2,?3,?4,?5,?6)");
+    prepare(s.outbox_after,
+            "SELECT endpoint, seq, topic, payload, alert_id, locality FROM outbox "
+            "WHERE endpoint=?1 AND seq>?2 ORDER BY seq LIMIT ?3");
+    // Prefix match by substr rather than LIKE: topics contain '_' and LIKE is case-blind.
+    // The shape (CTE, INDEXED BY, CROSS JOIN) pins the plan to one index probe per open
+    // alert; left to itself the planner scans the endpoint's whole outbox per alert.
+    prepare(s.open_alert_rows,
+            "WITH newest(seq) AS ("
+            "  SELECT (SELECT max(x.seq) FROM outbox x INDEXED BY outbox_by_alert "
+            "          WHERE x.endpoint=?1 AND x.alert_id=a.alert_id "
+            "          AND substr(x.topic, 1, length(?2))=?2) "
+            "  FROM alert_state a WHERE a.level>0 AND a.alert_id<>'') "
+            "SELECT o.endpoint, o.seq, o.topic, o.payload, o.alert_id, o.locality "
+            "FROM newest n CROSS JOIN outbox o ON o.endpoint=?1 AND o.seq=n.seq "
+            "ORDER BY o.seq");
+    prepare(s.select_meta, "SELECT value FROM meta WHERE key=?1");
+    prepare(s.upsert_meta,
+            "INSERT INTO meta(key, value) VALUES(?1,?2) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value");
+    prepare(s.insert_audit, "INSERT INTO audit(at, what) VALUES(?1,?2)");
+}
+
+void Store::migrate() {
+    int from = user_version();
+    if (from > schema_version)
+        throw StoreError(file_.string() + ": database schema version " + std::to_string(from) +
+                         " is newer than this build of ewsd knows (" +
+                         std::to_string(schema_version) +
+                         "); run the ewsd version that wrote it, or restore a backup made by "
+                         "this version");
+    if (from < 0)
+        throw StoreError(file_.string() + ": database schema version " + std::to_string(from) +
+                         " is not one ewsd writes");
+    for (int v = from; v < schema_version; ++v) {
+        std::string step = "migrating schema from version " + std::to_string(v) + " to " +
+                           std::to_string(v + 1);
+        exec("BEGIN IMMEDIATE", step);
+        try {
+            exec(migrations[v], step);
+            exec(("PRAGMA user_version=" + std::to_string(v + 1)).c_str(), step);
+            exec("COMMIT", step);
+        } catch (...) {
+            if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+            throw;
+        }
+    }
+}
+
+int Store::user_version() {
+    sqlite3_stmt* s = nullptr;
+    int rc = sqlite3_prepare_v2(db_, "PRAGMA user_version", -1, &s, nullptr);
+    int version = 0;
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            version = sqlite3_column_int(s, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    std::string text = sqlite3_errmsg(db_);
+    sqlite3_finalize(s);
+    if (rc == SQLITE_NOTADB)
+        throw StoreError(file_.string() + ": not an SQLite database (" + text + ")");
+    if (rc == SQLITE_CORRUPT) throw StoreError(corrupt_message(text));
+    if (rc != SQLITE_OK) throw StoreError(where("reading user_version") + ": " + text);
+    return version;
+}
+
+void Store::upsert_localities(const std::vector<Locality>& localities) {
+    const std::string w = where("upsert_localities");
+    auto& s = *st_;
+    Transaction tx(db_, s.begin, s.commit, s.rollback, w);
+    for (const auto& l : localities) {
+        std::string neighbours = join_ids(l.neighbours);
+        Use u(s.upsert_locality, db_, w);
+        u.text(1, l.id).text(2, l.name).text(3, l.region).text(5, neighbours);
+        if (l.population)
+            u.real(4, *l.population);
+        else
+            u.null(4);
+        u.run();
+    }
+    tx.commit();
+}
+
+std::vector<Locality> Store::localities() {
+    const std::string w = where("localities");
+    std::vector<Locality> out;
+    Use u(st_->select_localities, db_, w);
+    while (u.step()) {
+        Locality l;
+        l.id = u.col_text(0);
+        l.name = u.col_text(1);
+        l.region = u.col_text(2);
+        if (!u.col_null(3)) l.population = u.col_real(3);
+        l.neighbours = split_ids(u.col_text(4));
+        out.push_back(std::move(l));
+    }
+    return out;
+}
+
+bool Store::ingest_seen(const std::string& digest) {
+    const std::string w = where("ingest_seen");
+    Use u(st_->ingest_seen, db_, w);
+    u.text(1, digest);
+    return u.step();
+}
+
+std::size_t Store::commit_observations(const std::vector<Observation>& rows,
+                                       const IngestRecord& record) {
+    const std::string w = where("commit_observations");
+    auto& s = *st_;
+    Transaction tx(db_, s.begin, s.commit, s.rollback, w);
+    // Writing in key order turns random b-tree inserts into near-appends: several times
+    // faster once the table outgrows the page cache. The sort is stable, so of two rows with
+    // the same key the later one still wins.
+    std::vector<std::uint32_t> order;
+    auto key_less = [&rows](std::uint32_t a, std::uint32_t b) {
+        const auto& x = rows[a];
+        const auto& y = rows[b];
+        if (int c = x.locality.compare(y.locality)) return c < 0;
+        if (int c = x.kind.compare(y.kind)) return c < 0;
+        if (x.time != y.time) return x.time < y.time;
+        return x.source < y.source;
+    };
+    if (rows.size() > 1 && rows.size() <= std::numeric_limits<std::uint32_t>::max()) {
+        order.resize(rows.size());
+        std::iota(order.begin(), order.end(), std::uint32_t{0});
+        if (std::is_sorted(order.begin(), order.end(), key_less))
+            order.clear();
+        else
+            std::stable_sort(order.begin(), order.end(), key_less);
+    }
+    {
+        Use u(s.upsert_observation, db_, w);
+        for (std::size_t n = 0; n < rows.size(); ++n) {
+            const std::size_t i = order.empty() ? n : order[n];
+            const auto& r = rows[i];
+            u.text(1, r.locality).text(2, r.kind).integer(3, to_unix(r.time)).text(4, r.source);
+            u.real(5, r.value).real(6, r.weight);
+            int rc = sqlite3_step(s.upsert_observation.get());
+            if (rc != SQLITE_DONE) {
+                std::string text = sqlite3_errmsg(db_);
+                if (rc == SQLITE_CONSTRAINT &&
+                    text.find("FOREIGN KEY") != std::string::npos)
+                    text = "unknown locality '" + r.locality + "' (" + text + ")";
+                throw StoreError(w + ": row " + std::to_string(i + 1) + " (" + r.locality + ", " +
+                                 r.kind + ", " + format_time(r.time) + ", " + r.source +
+                                 "): " + text);
+            }
+            sqlite3_reset(s.upsert_observation.get());
+        }
+    }
+    {
+        Use u(s.insert_ingest, db_, w);
+        u.text(1, record.digest).text(2, record.name).integer(3, record.accepted);
+        u.integer(4, record.rejected).text(5, record.status).integer(6, to_unix(record.at));
+        u.run();
+    }
+    tx.commit();
+    return rows.size();
+}
+
+void Store::for_each_observation(const std::function<void(const Observation&)>& fn) {
+    const std::string w = where("for_each_observation");
+    Use u(st_->select_observations, db_, w);
+    // One value reused for every row: its strings keep their capacity, so most rows
+    // allocate nothing.
+    Observation o;
+    while (u.step()) {
+        o.locality.assign(u.col_text(0));
+        o.kind.assign(u.col_text(1));
+        o.time = from_unix(u.col_int(2));
+        o.source.assign(u.col_text(3));
+        o.value = u.col_real(4);
+        o.weight = u.col_real(5);
+        fn(o);
+    }
+}
+
+std::int64_t Store::observation_count() {
+    const std::string w = where("observation_count");
+    Use u(st_->count_observations, db_, w);
+    return u.step() ? u.col_int(0) : 0;
+}
+
+std::vector<AlertState> Store::alert_states() {
+    const std::string w = where("alert_states");
+    std::vector<AlertState> out;
+    Use u(st_->select_alert_states, db_, w);
+    while (u.step()) {
+        AlertState a;
+        a.locality = u.col_text(0);
+        a.level = static_cast<Level>(u.col_int(1));
+        a.pending = static_cast<Level>(u.col_int(2));
+        a.pending_count = static_cast<int>(u.col_int(3));
+        a.alert_id = u.col_text(4);
+        if (!u.col_null(5)) a.opened_at = from_unix(u.col_int(5));
+        if (!u.col_null(6)) a.changed_at = from_unix(u.col_int(6));
+        a.score = u.col_real(7);
+        out.push_back(std::move(a));
+    }
+    return out;
+}
+
+std::uint64_t Store::last_seq(const std::string& endpoint) {
+    const std::string w = where("last_seq");
+    Use u(st_->last_seq, db_, w);
+    u.text(1, endpoint);
+    return u.step() ? static_cast<std::uint64_t>(u.col_int(0)) : 0;
+}
+
+void Store::commit_evaluation(const std::vector<AlertState>& changed,
+                              const std::vector<OutboxRow>& rows) {
+    const std::string w = where("commit_evaluation");
+    auto& s = *st_;
+    Transaction tx(db_, s.begin, s.commit, s.rollback, w);
+    for (const auto& a : changed) {
+        Use u(s.upsert_alert_state, db_, w);
+        u.text(1, a.locality).integer(2, static_cast<int>(a.level));
+        u.integer(3, static_cast<int>(a.pending)).integer(4, a.pending_count).text(5, a.alert_id);
+        if (a.opened_at)
+            u.integer(6, to_unix(*a.opened_at));
+        else
+            u.null(6);
+        if (a.changed_at)
+            u.integer(7, to_unix(*a.changed_at));
+        else
+            u.null(7);
+        u.real(8, a.score).run();
+    }
+    // Read inside the write transaction, so no other writer can take a seq in between.
+    std::map<std::string, std::uint64_t, std::less<>> next;
+    for (const auto& r : rows) {
+        auto it = next.find(r.endpoint);
+        if (it == next.end()) it = next.emplace(r.endpoint, last_seq(r.endpoint) + 1).first;
+        if (r.seq != it->second)
+            throw StoreError(w + ": outbox seq gap on endpoint " + r.endpoint + ": expected " +
+                             std::to_string(it->second) + ", got " + std::to_string(r.seq));
+        if (r.seq > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+            throw StoreError(w + ": outbox seq " + std::to_string(r.seq) + " on endpoint " +
+                             r.endpoint + " is beyond what the store can hold");
+        Use u(s.insert_outbox, db_, w);
+        u.text(1, r.endpoint).integer(2, static_cast<std::int64_t>(r.seq)).text(3, r.topic);
+        u.text(4, r.payload).text(5, r.alert_id).text(6, r.locality).run();
+        ++it->second;
+    }
+    tx.commit();
+}
+
+std::vector<OutboxRow> Store::outbox_after(const std::string& endpoint, std::uint64_t after,
+                                           std::size_t limit) {
+    const std::string w = where("outbox_after");
+    constexpr auto max = std::uint64_t(std::numeric_limits<std::int64_t>::max());
+    std::vector<OutboxRow> out;
+    if (limit == 0 || after >= max) return out;
+    Use u(st_->outbox_after, db_, w);
+    u.text(1, endpoint).integer(2, static_cast<std::int64_t>(after));
+    u.integer(3, static_cast<std::int64_t>(std::min<std::uint64_t>(limit, max)));
+    while (u.step()) {
+        OutboxRow r;
+        r.endpoint = u.col_text(0);
+        r.seq = static_cast<std::uint64_t>(u.col_int(1));
+        r.topic = u.col_text(2);
+        r.payload = u.col_text(3);
+        r.alert_id = u.col_text(4);
+        r.locality = u.col_text(5);
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+std::vector<OutboxRow> Store::open_alert_rows(const std::string& endpoint,
+                                              const std::string& topic_prefix) {
+    const std::string w = where("open_alert_rows");
+    std::vector<OutboxRow> out;
+    Use u(st_->open_alert_rows, db_, w);
+    u.text(1, endpoint).text(2, topic_prefix);
+    while (u.step()) {
+        OutboxRow r;
+        r.endpoint = u.col_text(0);
+        r.seq = static_cast<std::uint64_t>(u.col_int(1));
+        r.topic = u.col_text(2);
+        r.payload = u.col_text(3);
+        r.alert_id = u.col_text(4);
+        r.locality = u.col_text(5);
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+std::optional<std::string> Store::meta(const std::string& key) {
+    const std::string w = where("meta");
+    Use u(st_->select_meta, db_, w);
+    u.text(1, key);
+    if (!u.step()) return std::nullopt;
+    return std::string(u.col_text(0));
+}
+
+void Store::set_meta(const std::string& key, const std::string& value) {
+    const std::string w = where("set_meta");
+    auto& s = *st_;
+    Transaction tx(db_, s.begin, s.commit, s.rollback, w);
+    Use(s.upsert_meta, db_, w).text(1, key).text(2, value).run();
+    tx.commit();
+}
+
+void Store::audit(const std::string& what) {
+    const std::string w = where("audit");
+    auto& s = *st_;
+    Transaction tx(db_, s.begin, s.commit, s.rollback, w);
+    Use(s.insert_audit, db_, w).integer(1, to_unix(wall_now())).text(2, what).run();
+    tx.commit();
+}
+
+}  // namespace ews

@@ -1,0 +1,311 @@
+// community_incidents.hpp: the community_incidents indicator. Scores how unusual the
+// severity-weighted incident count of the recent window is against the locality's own
+// history (a Poisson tail), and holds the locality at `watch` at once when a sentinel
+// category (e.g. a recruitment attempt) is reported, for verification.
+// Header-only so the unit tests can use the class; community_incidents.cpp exports it.
+// Pure: no I/O, no globals, no logging; assess() is const and thread-safe.
+#pragma once
+
+#include <ews/sdk/indicator.hpp>
+
+#include <boost/math/distributions/poisson.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ews::plugins {
+
+class CommunityIncidents final : public sdk::Indicator {
+public:
+    sdk::Descriptor describe() const override {
+        return {"community_incidents", "1.0.0", {"incident.*"}, param_specs()};
+    }
+
+    // Throws: sdk::ConfigError naming the key of an unknown, mistyped or out-of-range
+    // parameter. On a throw the previous settings stay in force.
+    void configure(const sdk::Params& params) override {
+        const auto specs = param_specs();
+        for (const auto& [key, value] : params) {
+            if (std::none_of(specs.begin(), specs.end(),
+                             [&](const sdk::ParamSpec& s) { return s.name == key; }))
+                throw sdk::ConfigError(key,
+                                       "unknown parameter '" + key + "' for community_incidents");
+        }
+        Settings s;
+        const auto& weights_spec = spec_of(specs, "weights");
+        const auto weights = sdk::param_or<std::map<std::string, double>>(
+            params, "weights", std::get<std::map<std::string, double>>(weights_spec.default_value));
+        for (const auto& [category, w] : weights) {
+            if (category.empty())
+                throw sdk::ConfigError("weights", "parameter 'weights' has an empty category name");
+            if (!std::isfinite(w) || w < *weights_spec.min || w > *weights_spec.max)
+                throw sdk::ConfigError("weights", "parameter 'weights': weight of '" + category +
+                                                      "' must be between " +
+                                                      fixed(*weights_spec.min, 0) + " and " +
+                                                      fixed(*weights_spec.max, 0) + ", got " +
+                                                      fixed(w, 6));
+            s.weights.emplace(category, w);
+        }
+        s.default_weight = number_param(params, specs, "default_weight");
+        s.window_days = integer_param(params, specs, "window_days");
+        s.baseline_days = integer_param(params, specs, "baseline_days");
+        s.expected_floor = number_param(params, specs, "expected_floor");
+        s.sentinels = sdk::param_or<std::vector<std::string>>(
+            params, "sentinels",
+            std::get<std::vector<std::string>>(spec_of(specs, "sentinels").default_value));
+        for (const auto& name : s.sentinels)
+            if (name.empty())
+                throw sdk::ConfigError("sentinels",
+                                       "parameter 'sentinels' has an empty category name");
+        s.min_count = number_param(params, specs, "min_count");
+        s.history_full_days = integer_param(params, specs, "history_full_days");
+        s.max_age_days = integer_param(params, specs, "max_age_days");
+        settings_ = std::move(s);
+    }
+
+    sdk::Assessment assess(const sdk::LocalityView& view, sdk::TimePoint now) const override {
+        const Settings& s = settings_;
+        sdk::Assessment a;
+        const sdk::TimePoint window_start = now - days(s.window_days);
+        const sdk::TimePoint baseline_start = window_start - days(s.baseline_days);
+
+        double observed = 0;       // severity-weighted, in the window
+        double baseline = 0;       // severity-weighted, in the baseline
+        double window_count = 0;   // raw counts
+        double baseline_count = 0;
+        std::vector<double> sentinel_counts(s.sentinels.size(), 0.0);
+        std::optional<sdk::TimePoint> oldest, newest;
+
+        for (std::string_view kind : view.kinds(prefix)) {
+            const auto points = visible(view.series(kind), now);
+            if (points.empty()) continue;
+            const std::string_view category = kind.substr(prefix.size());
+            const auto w_it = s.weights.find(category);
+            const double w = w_it == s.weights.end() ? s.default_weight : w_it->second;
+            const auto sentinel = std::find(s.sentinels.begin(), s.sentinels.end(), category);
+
+            if (!oldest || points.front().time < *oldest) oldest = points.front().time;
+            if (!newest || points.back().time > *newest) newest = points.back().time;
+            // Points at or before baseline_start take no part; skip them in O(log n).
+            auto first = std::upper_bound(
+                points.begin(), points.end(), baseline_start,
+                [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
+            for (const auto& p : std::span(first, points.end())) {
+                if (p.time > window_start) {
+                    observed += w * p.value;
+                    window_count += p.value;
+                    if (sentinel != s.sentinels.end())
+                        sentinel_counts[static_cast<std::size_t>(sentinel - s.sentinels.begin())] +=
+                            p.value;
+                } else if (p.time > baseline_start) {
+                    baseline += w * p.value;
+                    baseline_count += p.value;
+                }
+            }
+        }
+        if (!newest) {
+            a.evidence.text = "no incident reports";
+            return a;
+        }
+
+        const double scale = static_cast<double>(s.window_days) / static_cast<double>(s.baseline_days);
+        const double expected = baseline * scale + s.expected_floor;
+        const double exceedance = poisson_exceedance(observed, expected);
+        const bool any_sentinel = std::any_of(sentinel_counts.begin(), sentinel_counts.end(),
+                                              [](double c) { return c > 0; });
+        const bool few = observed < s.min_count && !any_sentinel;
+        const double score = clamp01(few ? 0.5 * exceedance : exceedance);
+
+        const double history_days = days_between(now, *oldest);
+        double confidence = std::min(1.0, history_days / static_cast<double>(s.history_full_days));
+        a.status = sdk::Status::ok;
+        if (now - *newest > days(s.max_age_days)) {
+            a.status = sdk::Status::stale;
+            confidence *= 0.5;
+        }
+        a.score = score;
+        a.confidence = clamp01(confidence);
+        a.newest = *newest;
+        if (any_sentinel) a.floor = sdk::Floor::watch;
+
+        const double ratio = observed / expected;
+        std::string text = "severity-weighted incidents in the " + std::to_string(s.window_days) +
+                           " days to " + date_of(now) + " at " + fixed(ratio, 1) +
+                           "x the usual level";
+        if (few) text += "; few reports, score halved";
+        for (std::size_t i = 0; i < s.sentinels.size(); ++i)
+            if (sentinel_counts[i] > 0) text += "; " + spaced(s.sentinels[i]) + " reported, verify";
+        if (a.status == sdk::Status::stale)
+            text += "; no incident rows in the last " + std::to_string(s.max_age_days) + " days";
+        a.evidence.text = std::move(text);
+
+        auto& v = a.evidence.values;
+        v.reserve(8 + s.sentinels.size());
+        v.push_back({"incidents", window_count, true});
+        v.push_back({"weighted_observed", observed, true});
+        v.push_back({"weighted_expected", expected, false});
+        v.push_back({"ratio", ratio, false});
+        v.push_back({"exceedance", exceedance, false});
+        for (std::size_t i = 0; i < s.sentinels.size(); ++i)
+            if (sentinel_counts[i] > 0) v.push_back({s.sentinels[i], sentinel_counts[i], true});
+        const auto population = view.info().population;
+        if (population && *population > 0) {
+            v.push_back({"incidents_per_10k", window_count / *population * 10000, false});
+            v.push_back({"usual_per_10k", baseline_count * scale / *population * 10000, false});
+        }
+        v.push_back({"history_days", history_days, false});
+        return a;
+    }
+
+private:
+    static constexpr std::string_view prefix = "incident.";
+
+    struct Settings {
+        std::map<std::string, double, std::less<>> weights;
+        double default_weight = 1;
+        std::int64_t window_days = 28;
+        std::int64_t baseline_days = 364;
+        double expected_floor = 0.5;
+        std::vector<std::string> sentinels;
+        double min_count = 3;
+        std::int64_t history_full_days = 180;
+        std::int64_t max_age_days = 60;
+    };
+
+    static std::vector<sdk::ParamSpec> param_specs() {
+        const Settings d;
+        using T = sdk::ParamType;
+        return {
+            {"weights", T::number_table,
+             std::map<std::string, double>{{"recruitment_attempt", 3},
+                                           {"abduction", 3},
+                                           {"child_exploitation", 2.5},
+                                           {"violence_against_children", 2},
+                                           {"armed_violence", 1.5},
+                                           {"drug_trafficking", 1}},
+             0, 100, "severity weight per incident category"},
+            {"default_weight", T::number, d.default_weight, 0, 100,
+             "severity weight of a category missing from weights"},
+            {"window_days", T::integer, d.window_days, 1, 366,
+             "days up to now whose incidents are compared with the usual level"},
+            {"baseline_days", T::integer, d.baseline_days, 7, 3660,
+             "days before the window that set the usual level"},
+            {"expected_floor", T::number, d.expected_floor, 0.01, 1000,
+             "added to the expected weighted count so an empty history cannot explode"},
+            {"sentinels", T::string_list,
+             std::vector<std::string>{"recruitment_attempt", "abduction"}, std::nullopt,
+             std::nullopt, "categories of which one report holds the locality at watch"},
+            {"min_count", T::number, d.min_count, 0, 1e6,
+             "weighted count below which, without a sentinel, the score is halved"},
+            {"history_full_days", T::integer, d.history_full_days, 1, 3660,
+             "days of incident history needed for full confidence"},
+            {"max_age_days", T::integer, d.max_age_days, 1, 3660,
+             "age of the newest incident row (zero counts included) beyond which it is stale"},
+        };
+    }
+
+    static const sdk::ParamSpec& spec_of(const std::vector<sdk::ParamSpec>& specs,
+                                         const std::string& name) {
+        for (const auto& s : specs)
+            if (s.name == name) return s;
+        throw std::logic_error("community_incidents: no parameter spec named " + name);
+    }
+
+    static void check_range(const sdk::ParamSpec& s, double v) {
+        if (std::isfinite(v) && (!s.min || v >= *s.min) && (!s.max || v <= *s.max)) return;
+        throw sdk::ConfigError(s.name, "parameter '" + s.name + "' must be between " +
+                                           fixed(s.min.value_or(-INFINITY), 6) + " and " +
+                                           fixed(s.max.value_or(INFINITY), 6) + ", got " +
+                                           fixed(v, 6));
+    }
+
+    static double number_param(const sdk::Params& p, const std::vector<sdk::ParamSpec>& specs,
+                               const std::string& name) {
+        const auto& s = spec_of(specs, name);
+        const double v = sdk::param_or<double>(p, name, std::get<double>(s.default_value));
+        check_range(s, v);
+        return v;
+    }
+
+    static std::int64_t integer_param(const sdk::Params& p,
+                                      const std::vector<sdk::ParamSpec>& specs,
+                                      const std::string& name) {
+        const auto& s = spec_of(specs, name);
+        const auto v = sdk::param_or<std::int64_t>(p, name, std::get<std::int64_t>(s.default_value));
+        check_range(s, static_cast<double>(v));
+        return v;
+    }
+
+    // Returns: P(X < floor(observed)) for X ~ Poisson(expected), i.e. how surely a count this
+    // high is not chance; 0 when observed does not exceed expected. expected > 0.
+    static double poisson_exceedance(double observed, double expected) {
+        if (!(observed > expected)) return 0;
+        const double k = std::floor(observed);
+        if (k < 1) return 0;
+        // Plain double arithmetic: promotion to long double buys nothing at this precision
+        // and costs a third of the evaluation time.
+        using Policy = boost::math::policies::policy<boost::math::policies::promote_double<false>>;
+        return boost::math::cdf(boost::math::poisson_distribution<double, Policy>(expected), k - 1);
+    }
+
+    static std::chrono::seconds days(std::int64_t n) { return std::chrono::seconds{n * 86400}; }
+
+    static double days_between(sdk::TimePoint later, sdk::TimePoint earlier) {
+        return std::chrono::duration<double, std::ratio<86400>>(later - earlier).count();
+    }
+
+    static double clamp01(double v) { return std::isfinite(v) ? std::clamp(v, 0.0, 1.0) : 0.0; }
+
+    // The points at or before `now` (the view is already cut; this keeps assess() honest
+    // when called with an earlier `now`).
+    static std::span<const sdk::Point> visible(std::span<const sdk::Point> s, sdk::TimePoint now) {
+        auto end = std::upper_bound(s.begin(), s.end(), now,
+                                    [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
+        return s.first(static_cast<std::size_t>(end - s.begin()));
+    }
+
+    // A configured category name for people: "recruitment_attempt" -> "recruitment attempt".
+    static std::string spaced(std::string name) {
+        std::replace(name.begin(), name.end(), '_', ' ');
+        return name;
+    }
+
+    static std::string fixed(double v, int decimals) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+        return buf;
+    }
+
+    static std::string date_of(sdk::TimePoint t) {
+        const std::chrono::year_month_day ymd{std::chrono::floor<std::chrono::days>(t)};
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
+                      static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+        return buf;
+    }
+
+    Settings settings_ = defaults();
+
+    static Settings defaults() {
+        Settings s;
+        const auto specs = param_specs();
+        for (const auto& [category, w] :
+             std::get<std::map<std::string, double>>(spec_of(specs, "weights").default_value))
+            s.weights.emplace(category, w);
+        s.sentinels = std::get<std::vector<std::string>>(spec_of(specs, "sentinels").default_value);
+        return s;
+    }
+};
+
+}  // namespace ews::plugins

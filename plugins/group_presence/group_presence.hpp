@@ -1,0 +1,334 @@
+// group_presence.hpp: the group_presence indicator. Turns monitors' reports that an armed
+// or criminal group is present (each with a confidence 0..1) into a decaying exposure, adds
+// a share of the neighbours' exposure (spill-over), and flags a report that ends a long
+// quiet spell. Repeats from one source within one bucket count once.
+// Header-only so the unit tests can use the class; group_presence.cpp exports it.
+// Pure: no I/O, no globals, no logging; assess() is const and thread-safe.
+#pragma once
+
+#include <ews/sdk/indicator.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ews::plugins {
+
+class GroupPresence final : public sdk::Indicator {
+public:
+    sdk::Descriptor describe() const override {
+        return {"group_presence",
+                "1.0.0",
+                {std::string(report_kind), std::string(recruitment_kind)},
+                param_specs()};
+    }
+
+    // Throws: sdk::ConfigError naming the key of an unknown, mistyped or out-of-range
+    // parameter. On a throw the previous settings stay in force.
+    void configure(const sdk::Params& params) override {
+        const auto specs = param_specs();
+        for (const auto& [key, value] : params) {
+            if (std::none_of(specs.begin(), specs.end(),
+                             [&](const sdk::ParamSpec& s) { return s.name == key; }))
+                throw sdk::ConfigError(key, "unknown parameter '" + key + "' for group_presence");
+        }
+        Settings s;
+        s.lookback_days = integer_param(params, specs, "lookback_days");
+        s.half_life_days = number_param(params, specs, "half_life_days");
+        s.recruitment_factor = number_param(params, specs, "recruitment_factor");
+        s.corroboration_days = integer_param(params, specs, "corroboration_days");
+        s.spill_half_life_days = number_param(params, specs, "spill_half_life_days");
+        s.spill_factor = number_param(params, specs, "spill_factor");
+        s.scale = number_param(params, specs, "scale");
+        s.onset_days = integer_param(params, specs, "onset_days");
+        s.quiet_days = integer_param(params, specs, "quiet_days");
+        s.max_age_days = integer_param(params, specs, "max_age_days");
+        settings_ = s;
+    }
+
+    sdk::Assessment assess(const sdk::LocalityView& view, sdk::TimePoint now) const override {
+        const Settings& s = settings_;
+        sdk::Assessment a;
+        const sdk::TimePoint lookback_start = now - days(s.lookback_days);
+
+        const Exposure own = exposure(view, now, s.half_life_days);
+        Exposure spill_sum;
+        for (std::size_t i = 0; i < view.neighbour_count(); ++i) {
+            const Exposure e = exposure(view.neighbour(i), now, s.spill_half_life_days);
+            spill_sum.value += e.value;
+            spill_sum.reports += e.reports;
+            if (e.newest && (!spill_sum.newest || *e.newest > *spill_sum.newest))
+                spill_sum.newest = e.newest;
+        }
+        const double spill = s.spill_factor * spill_sum.value;
+        const double total = own.value + spill;
+
+        // The locality's own newest point at any age, for the no-report-in-lookback case.
+        std::optional<sdk::TimePoint> own_newest_ever;
+        for (auto kind : {report_kind, recruitment_kind}) {
+            const auto points = visible(view.series(kind), now);
+            if (!points.empty() && (!own_newest_ever || points.back().time > *own_newest_ever))
+                own_newest_ever = points.back().time;
+        }
+
+        if (own.reports > 0) {
+            a.status = sdk::Status::ok;
+            a.newest = own.newest;
+            double confidence = std::min(1.0, 0.5 + 0.1 * static_cast<double>(own.sources));
+            if (now - *own.newest > days(s.max_age_days)) {
+                a.status = sdk::Status::stale;
+                confidence *= 0.5;
+            }
+            a.confidence = clamp01(confidence);
+        } else if (spill_sum.reports > 0) {
+            // Nothing reported here, but next door: the spill-over is all there is to go on.
+            a.status = sdk::Status::ok;
+            a.newest = spill_sum.newest;
+            a.confidence = absence_confidence;
+        } else if (own_newest_ever && *own_newest_ever > lookback_start - days(s.lookback_days)) {
+            // Monitored here before and nothing since: absence of reports is information.
+            a.status = sdk::Status::ok;
+            a.newest = own_newest_ever;
+            a.confidence = absence_confidence;
+        } else {
+            a.evidence.text = "no group presence reports";
+            return a;
+        }
+        a.score = clamp01(1 - std::exp(-total / s.scale));
+
+        const Onset onset = find_onset(view, now, s);
+
+        std::string text = "presence exposure " + fixed(total, 2) + " (own " + fixed(own.value, 2) +
+                           " from " + std::to_string(own.sources) +
+                           (own.sources == 1 ? " source" : " sources") + ", neighbours " +
+                           fixed(spill, 2) + ") over " + std::to_string(s.lookback_days) +
+                           " days to " + date_of(now);
+        if (own.reports == 0) text += "; no reports here in that time";
+        if (onset.quiet_days)
+            text += "; presence reported after " +
+                    std::to_string(static_cast<std::int64_t>(*onset.quiet_days)) + " quiet days";
+        if (a.status == sdk::Status::stale)
+            text += "; newest report older than " + std::to_string(s.max_age_days) + " days";
+        a.evidence.text = std::move(text);
+
+        auto& v = a.evidence.values;
+        v.push_back({"exposure", total, false});
+        v.push_back({"own_exposure", own.value, false});
+        v.push_back({"spill_exposure", spill, false});
+        v.push_back({"reports", static_cast<double>(own.reports), true});
+        v.push_back({"sources", static_cast<double>(own.sources), false});
+        v.push_back({"onset", onset.quiet_days ? 1.0 : 0.0, false});
+        if (onset.quiet_days) v.push_back({"quiet_days", *onset.quiet_days, false});
+        return a;
+    }
+
+private:
+    static constexpr std::string_view report_kind = "presence.report";
+    static constexpr std::string_view recruitment_kind = "presence.recruitment_activity";
+    static constexpr double absence_confidence = 0.3;
+
+    struct Settings {
+        std::int64_t lookback_days = 180;
+        double half_life_days = 30;
+        double recruitment_factor = 1.5;
+        std::int64_t corroboration_days = 7;
+        double spill_half_life_days = 45;
+        double spill_factor = 0.3;
+        double scale = 1.5;
+        std::int64_t onset_days = 30;
+        std::int64_t quiet_days = 90;
+        std::int64_t max_age_days = 120;
+    };
+
+    struct Exposure {
+        double value = 0;
+        std::int64_t reports = 0;  // points in the lookback after merging repeats
+        std::int64_t sources = 0;  // distinct sources in the lookback
+        std::optional<sdk::TimePoint> newest;
+    };
+
+    struct Onset {
+        std::optional<double> quiet_days;  // set when the latest reports end a quiet spell
+    };
+
+    static std::vector<sdk::ParamSpec> param_specs() {
+        const Settings d;
+        using T = sdk::ParamType;
+        return {
+            {"lookback_days", T::integer, d.lookback_days, 1, 3660,
+             "days of reports that count toward exposure"},
+            {"half_life_days", T::number, d.half_life_days, 1, 3660,
+             "days after which a report's weight halves"},
+            {"recruitment_factor", T::number, d.recruitment_factor, 0, 10,
+             "multiplier of presence.recruitment_activity reports"},
+            {"corroboration_days", T::integer, d.corroboration_days, 1, 366,
+             "bucket length (days, from a Monday) in which one source's repeats count once"},
+            {"spill_half_life_days", T::number, d.spill_half_life_days, 1, 3660,
+             "half-life of neighbours' reports in the spill-over"},
+            {"spill_factor", T::number, d.spill_factor, 0, 1,
+             "share of the neighbours' summed exposure added to the locality's"},
+            {"scale", T::number, d.scale, 0.01, 1000,
+             "exposure at which the score reaches 1 - 1/e"},
+            {"onset_days", T::integer, d.onset_days, 1, 366,
+             "recent days in which a report can mark an onset"},
+            {"quiet_days", T::integer, d.quiet_days, 1, 3660,
+             "report-free days before it that make the report an onset"},
+            {"max_age_days", T::integer, d.max_age_days, 1, 3660,
+             "age of the newest own report beyond which the assessment is stale"},
+        };
+    }
+
+    // Exposure of one locality: sum of value * weight * 2^(-age / half_life) over the
+    // reports in the lookback, where one source's reports of one kind within one bucket
+    // count once (the largest).
+    Exposure exposure(const sdk::LocalityView& view, sdk::TimePoint now, double half_life) const {
+        const Settings& s = settings_;
+        const sdk::TimePoint lookback_start = now - days(s.lookback_days);
+        Exposure e;
+        std::vector<std::string_view> sources;
+        struct Merged {
+            std::string_view source;
+            double contribution;
+        };
+        std::vector<Merged> bucket;
+        for (auto kind : {report_kind, recruitment_kind}) {
+            const double factor = kind == recruitment_kind ? s.recruitment_factor : 1.0;
+            const auto points = visible(view.series(kind), now);
+            auto it = std::upper_bound(
+                points.begin(), points.end(), lookback_start,
+                [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
+            while (it != points.end()) {
+                // Points are ordered by time, so one bucket is one contiguous run.
+                const std::int64_t b = bucket_of(it->time, s.corroboration_days);
+                bucket.clear();
+                for (; it != points.end() && bucket_of(it->time, s.corroboration_days) == b; ++it) {
+                    const double age = days_between(now, it->time);
+                    const double c = factor * std::clamp(it->value, 0.0, 1.0) *
+                                     std::max(it->weight, 0.0) * std::exp2(-age / half_life);
+                    auto m = std::find_if(bucket.begin(), bucket.end(),
+                                          [&](const Merged& x) { return x.source == it->source; });
+                    if (m == bucket.end())
+                        bucket.push_back({it->source, c});
+                    else
+                        m->contribution = std::max(m->contribution, c);
+                    if (std::find(sources.begin(), sources.end(), it->source) == sources.end())
+                        sources.push_back(it->source);
+                    if (!e.newest || it->time > *e.newest) e.newest = it->time;
+                }
+                for (const auto& m : bucket) e.value += m.contribution;
+                e.reports += static_cast<std::int64_t>(bucket.size());
+            }
+        }
+        e.sources = static_cast<std::int64_t>(sources.size());
+        return e;
+    }
+
+    // Onset: the earliest positive own report within onset_days follows at least quiet_days
+    // without a positive report. With no earlier report, the quiet spell is counted from the
+    // locality's oldest presence point (zero-valued ones included); with no earlier point at
+    // all there is no history to call the spell quiet, so no onset is claimed.
+    static Onset find_onset(const sdk::LocalityView& view, sdk::TimePoint now, const Settings& s) {
+        const sdk::TimePoint recent_start = now - days(s.onset_days);
+        std::optional<sdk::TimePoint> first_recent, last_before, oldest;
+        for (auto kind : {report_kind, recruitment_kind}) {
+            for (const auto& p : visible(view.series(kind), now)) {
+                if (!oldest || p.time < *oldest) oldest = p.time;
+                if (!(p.value > 0)) continue;
+                if (p.time > recent_start) {
+                    if (!first_recent || p.time < *first_recent) first_recent = p.time;
+                } else if (!last_before || p.time > *last_before) {
+                    last_before = p.time;
+                }
+            }
+        }
+        Onset o;
+        if (!first_recent) return o;
+        const sdk::TimePoint quiet_from = last_before ? *last_before : *oldest;
+        const double quiet = std::floor(days_between(*first_recent, quiet_from));
+        if (quiet >= static_cast<double>(s.quiet_days)) o.quiet_days = quiet;
+        return o;
+    }
+
+    // Buckets of `length` days counted from Monday 1970-01-05, so a 7-day bucket is a
+    // calendar week (Monday to Sunday, UTC) and a report's bucket never changes with `now`.
+    static std::int64_t bucket_of(sdk::TimePoint t, std::int64_t length) {
+        const auto day = std::chrono::floor<std::chrono::days>(t).time_since_epoch().count();
+        const std::int64_t since_monday = static_cast<std::int64_t>(day) - 4;
+        const std::int64_t q = since_monday / length;
+        return since_monday % length < 0 ? q - 1 : q;
+    }
+
+    static const sdk::ParamSpec& spec_of(const std::vector<sdk::ParamSpec>& specs,
+                                         const std::string& name) {
+        for (const auto& s : specs)
+            if (s.name == name) return s;
+        throw std::logic_error("group_presence: no parameter spec named " + name);
+    }
+
+    static void check_range(const sdk::ParamSpec& s, double v) {
+        if (std::isfinite(v) && (!s.min || v >= *s.min) && (!s.max || v <= *s.max)) return;
+        throw sdk::ConfigError(s.name, "parameter '" + s.name + "' must be between " +
+                                           fixed(s.min.value_or(-INFINITY), 6) + " and " +
+                                           fixed(s.max.value_or(INFINITY), 6) + ", got " +
+                                           fixed(v, 6));
+    }
+
+    static double number_param(const sdk::Params& p, const std::vector<sdk::ParamSpec>& specs,
+                               const std::string& name) {
+        const auto& s = spec_of(specs, name);
+        const double v = sdk::param_or<double>(p, name, std::get<double>(s.default_value));
+        check_range(s, v);
+        return v;
+    }
+
+    static std::int64_t integer_param(const sdk::Params& p,
+                                      const std::vector<sdk::ParamSpec>& specs,
+                                      const std::string& name) {
+        const auto& s = spec_of(specs, name);
+        const auto v = sdk::param_or<std::int64_t>(p, name, std::get<std::int64_t>(s.default_value));
+        check_range(s, static_cast<double>(v));
+        return v;
+    }
+
+    static std::chrono::seconds days(std::int64_t n) { return std::chrono::seconds{n * 86400}; }
+
+    static double days_between(sdk::TimePoint later, sdk::TimePoint earlier) {
+        return std::chrono::duration<double, std::ratio<86400>>(later - earlier).count();
+    }
+
+    static double clamp01(double v) { return std::isfinite(v) ? std::clamp(v, 0.0, 1.0) : 0.0; }
+
+    // The points at or before `now` (the view is already cut; this keeps assess() honest
+    // when called with an earlier `now`).
+    static std::span<const sdk::Point> visible(std::span<const sdk::Point> s, sdk::TimePoint now) {
+        auto end = std::upper_bound(s.begin(), s.end(), now,
+                                    [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
+        return s.first(static_cast<std::size_t>(end - s.begin()));
+    }
+
+    static std::string fixed(double v, int decimals) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+        return buf;
+    }
+
+    static std::string date_of(sdk::TimePoint t) {
+        const std::chrono::year_month_day ymd{std::chrono::floor<std::chrono::days>(t)};
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
+                      static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+        return buf;
+    }
+
+    Settings settings_;
+};
+
+}  // namespace ews::plugins

@@ -1,0 +1,327 @@
+#include "config.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+
+using namespace ews;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory per test case, removed at the end.
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        path = fs::temp_directory_path() / ("ews_test_config_" + std::to_string(::getpid()) +
+                                            "_" + std::to_string(counter()++));
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    static int& counter() {
+        static int n = 0;
+        return n;
+    }
+    fs::path write(const std::string& name, const std::string& text) const {
+        fs::path p = path / name;
+        std::ofstream(p, std::ios::binary) << text;
+        return p;
+    }
+};
+
+const std::string minimal =
+    "[daemon]\nstate_dir = \"/var/lib/ewsd\"\nplugin_dir = \"/usr/lib/ewsd\"\n";
+
+// Returns: the ConfigError message of loading `text`, or "" when it loads.
+std::string error_of(const TempDir& dir, const std::string& text) {
+    auto file = dir.write("ewsd.toml", text);
+    try {
+        load_config(file);
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("a full configuration loads with every value", "[config]") {
+    TempDir dir;
+    auto file = dir.write("ewsd.toml", R"(
+[daemon]
+state_dir = "/var/lib/ewsd"
+plugin_dir = "/usr/lib/ewsd/plugins"
+evaluate_every_s = 30
+heartbeat_s = 2
+log_level = "debug"
+
+[ingest]
+spool_dir = "/var/spool/ewsd"
+policy = "reject_file"
+future_tolerance_s = 3600
+
+[[publish]]
+name = "national"
+bind = "tcp://127.0.0.1:7601"
+
+[[publish]]
+bind = "tcp://127.0.0.1:7602"
+scope = "KE/KE-03"
+
+[query]
+bind = "tcp://127.0.0.1:7700"
+endpoint = "publish2"
+
+[scoring]
+raise_after = 3
+clear_after = 4
+
+[scoring.weights]
+school_dropout = 1.5
+community_incidents = 2
+
+[scoring.levels.watch]
+raise = 35
+clear = 25.5
+[scoring.levels.warning]
+raise = 55
+clear = 45
+[scoring.levels.critical]
+raise = 85
+clear = 75
+
+[privacy]
+min_cell = 10
+
+[plugins.community_incidents]
+sentinel = true
+window_days = 28
+threshold = 0.75
+label = "incidents"
+categories = ["abduction", "recruitment_attempt"]
+category_weights = { abduction = 3, armed_violence = 0.5 }
+
+[actions]
+watch = ["Convene the community child-protection committee"]
+critical = ["Activate referral pathways", "Notify the district officer"]
+)");
+    Config c = load_config(file);
+    CHECK(c.file == fs::absolute(file).lexically_normal());
+    CHECK(c.state_dir == "/var/lib/ewsd");
+    CHECK(c.plugin_dir == "/usr/lib/ewsd/plugins");
+    CHECK(c.evaluate_every == std::chrono::seconds(30));
+    CHECK(c.heartbeat == std::chrono::seconds(2));
+    CHECK(c.log_level == "debug");
+    CHECK(c.spool_dir == "/var/spool/ewsd");
+    CHECK(c.policy == RejectPolicy::reject_file);
+    CHECK(c.future_tolerance == std::chrono::seconds(3600));
+    REQUIRE(c.publish.size() == 2);
+    CHECK(c.publish[0].name == "national");
+    CHECK(c.publish[0].bind == "tcp://127.0.0.1:7601");
+    CHECK(c.publish[0].scope.empty());
+    CHECK(c.publish[1].name == "publish2");
+    CHECK(c.publish[1].scope == "KE/KE-03");
+    CHECK(c.query_bind == "tcp://127.0.0.1:7700");
+    CHECK(c.query_endpoint == "publish2");
+    CHECK(c.raise_after == 3);
+    CHECK(c.clear_after == 4);
+    CHECK(c.weights == std::map<std::string, double>{{"community_incidents", 2.0},
+                                                      {"school_dropout", 1.5}});
+    CHECK(c.thresholds(Level::watch).raise == 35);
+    CHECK(c.thresholds(Level::watch).clear == 25.5);
+    CHECK(c.thresholds(Level::warning).raise == 55);
+    CHECK(c.thresholds(Level::critical).clear == 75);
+    CHECK(c.min_cell == 10);
+
+    REQUIRE(c.plugin_params.count("community_incidents") == 1);
+    const auto& p = c.plugin_params.at("community_incidents");
+    CHECK(std::get<bool>(p.at("sentinel")) == true);
+    CHECK(std::get<std::int64_t>(p.at("window_days")) == 28);
+    CHECK(std::get<double>(p.at("threshold")) == 0.75);
+    CHECK(std::get<std::string>(p.at("label")) == "incidents");
+    CHECK(std::get<std::vector<std::string>>(p.at("categories")) ==
+          std::vector<std::string>{"abduction", "recruitment_attempt"});
+    CHECK(std::get<std::map<std::string, double>>(p.at("category_weights")) ==
+          std::map<std::string, double>{{"abduction", 3.0}, {"armed_violence", 0.5}});
+    const std::string label = file.string();
+    CHECK(c.plugin_param_where.at("community_incidents.sentinel") == label + ":48:1");
+    CHECK(c.plugin_param_where.at("community_incidents.category_weights") == label + ":53:1");
+
+    CHECK(c.actions.at(Level::watch) ==
+          std::vector<std::string>{"Convene the community child-protection committee"});
+    CHECK(c.actions.at(Level::critical).size() == 2);
+    CHECK(c.actions.count(Level::warning) == 0);
+}
+
+TEST_CASE("defaults apply when optional sections are absent", "[config]") {
+    TempDir dir;
+    Config c = load_config(dir.write("ewsd.toml", minimal));
+    CHECK(c.evaluate_every == std::chrono::seconds(60));
+    CHECK(c.heartbeat == std::chrono::seconds(5));
+    CHECK(c.log_level == "info");
+    CHECK(c.spool_dir == "/var/lib/ewsd/spool");
+    CHECK(c.policy == RejectPolicy::partial);
+    CHECK(c.future_tolerance == std::chrono::seconds(86400));
+    CHECK(c.publish.empty());
+    CHECK(c.query_bind.empty());
+    CHECK(c.thresholds(Level::watch).raise == 40);
+    CHECK(c.thresholds(Level::critical).clear == 70);
+    CHECK(c.raise_after == 2);
+    CHECK(c.clear_after == 3);
+    CHECK(c.min_cell == 5);
+    CHECK(c.plugin_params.empty());
+}
+
+TEST_CASE("relative paths resolve against the config file's directory", "[config]") {
+    TempDir dir;
+    fs::create_directories(dir.path / "etc");
+    auto file = dir.write("etc/ewsd.toml",
+                          "[daemon]\nstate_dir = \"state\"\nplugin_dir = \"../plugins\"\n"
+                          "[ingest]\nspool_dir = \"./in/spool\"\n");
+    Config c = load_config(file);
+    auto base = fs::absolute(dir.path).lexically_normal();
+    CHECK(c.file == base / "etc" / "ewsd.toml");
+    CHECK(c.state_dir == base / "etc" / "state");
+    CHECK(c.plugin_dir == base / "plugins");
+    CHECK(c.spool_dir == base / "etc" / "in" / "spool");
+
+    // The default spool follows a relative state_dir too.
+    Config d = load_config(dir.write("etc/ewsd.toml",
+                                     "[daemon]\nstate_dir = \"s\"\nplugin_dir = \"p\"\n"));
+    CHECK(d.spool_dir == base / "etc" / "s" / "spool");
+}
+
+TEST_CASE("the query endpoint defaults to the first publish endpoint", "[config]") {
+    TempDir dir;
+    Config c = load_config(dir.write("ewsd.toml", minimal +
+                                                      "[[publish]]\nbind = \"tcp://*:1\"\n"
+                                                      "[[publish]]\nbind = \"tcp://*:2\"\n"
+                                                      "[query]\nbind = \"tcp://*:3\"\n"));
+    CHECK(c.query_endpoint == "publish1");
+}
+
+TEST_CASE("config errors name file, line, column and key", "[config]") {
+    TempDir dir;
+    const std::string f = (dir.path / "ewsd.toml").string();
+
+    SECTION("unknown key") {
+        CHECK(error_of(dir, minimal + "evaluate_every = 5\n") ==
+              f + ":4:1: daemon.evaluate_every: unknown key (expected one of: state_dir, "
+                  "plugin_dir, evaluate_every_s, heartbeat_s, log_level)");
+    }
+    SECTION("unknown section") {
+        auto e = error_of(dir, minimal + "[scorng]\nraise_after = 2\n");
+        CHECK(e.rfind(f + ":4:", 0) == 0);
+        CHECK(e.find("scorng: unknown section") != std::string::npos);
+    }
+    SECTION("unknown key in a nested table") {
+        auto e = error_of(dir, minimal + "[scoring.levels.watch]\nraise = 40\nclaer = 30\n");
+        CHECK(e == f + ":6:1: scoring.levels.watch.claer: unknown key (expected one of: raise, "
+                       "clear)");
+    }
+    SECTION("wrong type") {
+        CHECK(error_of(dir, minimal + "evaluate_every_s = \"60\"\n") ==
+              f + ":4:20: daemon.evaluate_every_s: expected a positive integer, got string");
+        CHECK(error_of(dir, minimal + "heartbeat_s = 1.5\n") ==
+              f + ":4:15: daemon.heartbeat_s: expected a positive integer, got float");
+    }
+    SECTION("out of range") {
+        CHECK(error_of(dir, minimal + "evaluate_every_s = 0\n") ==
+              f + ":4:20: daemon.evaluate_every_s: expected a positive integer, got 0");
+        CHECK(error_of(dir, minimal + "[scoring]\nraise_after = 101\n") ==
+              f + ":5:15: scoring.raise_after: expected an integer in 1..100, got 101");
+        CHECK(error_of(dir, minimal + "[privacy]\nmin_cell = 0\n") ==
+              f + ":5:12: privacy.min_cell: expected an integer in 1..1000, got 0");
+        CHECK(error_of(dir, minimal + "[scoring.weights]\nschool_dropout = 0\n") ==
+              f + ":5:18: scoring.weights.school_dropout: expected a number > 0, got 0");
+        CHECK(error_of(dir, minimal + "[scoring.levels.watch]\nraise = 140\n") ==
+              f + ":5:9: scoring.levels.watch.raise: expected a number in 0..100, got 140");
+        CHECK(error_of(dir, minimal + "log_level = \"verbose\"\n") ==
+              f + ":4:13: daemon.log_level: expected one of trace, debug, info, warn, error, "
+                  "critical, off, got 'verbose'");
+        CHECK(error_of(dir, minimal + "[ingest]\npolicy = \"drop\"\n") ==
+              f + ":5:10: ingest.policy: expected \"partial\" or \"reject_file\", got 'drop'");
+        CHECK(error_of(dir, minimal + "[ingest]\nfuture_tolerance_s = -1\n") ==
+              f + ":5:22: ingest.future_tolerance_s: expected a non-negative integer, got -1");
+    }
+    SECTION("clear at or above raise") {
+        CHECK(error_of(dir, minimal + "[scoring.levels.warning]\nraise = 60\nclear = 60\n") ==
+              f + ":6:9: scoring.levels.warning.clear: clear (60) must be below raise (60)");
+        // Only raise given: the default clear (50) is now above it.
+        CHECK(error_of(dir, minimal + "[scoring.levels.warning]\nraise = 45\n") ==
+              f + ":5:9: scoring.levels.warning.raise: clear (50) must be below raise (45)");
+    }
+    SECTION("raise thresholds must increase") {
+        auto e = error_of(dir, minimal +
+                                   "[scoring.levels.warning]\nraise = 90\nclear = 50\n"
+                                   "[scoring.levels.critical]\nraise = 85\nclear = 70\n");
+        CHECK_THAT(e, Catch::StartsWith(f + ":8:9: scoring.levels.critical.raise: raise "
+                                            "thresholds must increase"));
+    }
+    SECTION("missing required key") {
+        CHECK(error_of(dir, "[daemon]\nplugin_dir = \"/p\"\n") ==
+              f + ": daemon.state_dir: required key is missing");
+        CHECK(error_of(dir, "[daemon]\nstate_dir = \"/s\"\n") ==
+              f + ": daemon.plugin_dir: required key is missing");
+        CHECK(error_of(dir, "") == f + ": daemon.state_dir: required key is missing");
+        CHECK(error_of(dir, minimal + "[[publish]]\nname = \"a\"\n") ==
+              f + ": publish[1].bind: required key is missing");
+    }
+    SECTION("syntax error") {
+        auto e = error_of(dir, minimal + "heartbeat_s = = 3\n");
+        CHECK(e.rfind(f + ":4:15: ", 0) == 0);
+        CHECK(e.size() > f.size() + 8);
+    }
+    SECTION("duplicate publish name") {
+        CHECK(error_of(dir, minimal +
+                                "[[publish]]\nname = \"a\"\nbind = \"tcp://*:1\"\n"
+                                "[[publish]]\nname = \"a\"\nbind = \"tcp://*:2\"\n") ==
+              f + ":8:8: publish[2].name: duplicate endpoint name 'a'");
+        // A default name collides with an explicit one as well.
+        CHECK(error_of(dir, minimal +
+                                "[[publish]]\nname = \"publish2\"\nbind = \"tcp://*:1\"\n"
+                                "[[publish]]\nbind = \"tcp://*:2\"\n")
+                  .find("publish[2].name: duplicate endpoint name 'publish2'") !=
+              std::string::npos);
+    }
+    SECTION("query endpoint naming nothing") {
+        CHECK(error_of(dir, minimal +
+                                "[[publish]]\nname = \"a\"\nbind = \"tcp://*:1\"\n"
+                                "[query]\nbind = \"tcp://*:2\"\nendpoint = \"b\"\n") ==
+              f + ":9:12: query.endpoint: names no [[publish]] endpoint: 'b' (defined: a)");
+    }
+    SECTION("plugin parameter of an unsupported type") {
+        CHECK(error_of(dir, minimal + "[plugins.school_dropout]\nsince = 2026-01-01\n") ==
+              f + ":5:9: plugins.school_dropout.since: expected a boolean, integer, float, "
+                  "string, array of strings or table of numbers, got date");
+        CHECK(error_of(dir, minimal + "[plugins.x]\nlist = [\"a\", 2]\n") ==
+              f + ":5:14: plugins.x.list: expected an array of strings, got an element of type "
+                  "integer");
+        CHECK(error_of(dir, minimal + "[plugins.x]\nw = { a = \"heavy\" }\n") ==
+              f + ":5:11: plugins.x.w.a: expected a number, got string");
+    }
+    SECTION("section of the wrong shape") {
+        CHECK(error_of(dir, minimal + "[publish]\nbind = \"tcp://*:1\"\n") ==
+              f + ":4:1: publish: expected an array of tables [[publish]], got table");
+        CHECK(error_of(dir, minimal + "[actions]\nwatch = \"call\"\n") ==
+              f + ":5:9: actions.watch: expected an array of strings, got string");
+    }
+}
+
+TEST_CASE("an unreadable config file is a ConfigError naming it", "[config]") {
+    TempDir dir;
+    auto missing = dir.path / "nope.toml";
+    try {
+        load_config(missing);
+        FAIL("no error");
+    } catch (const ConfigError& e) {
+        CHECK(std::string(e.what()).rfind(missing.string() + ": ", 0) == 0);
+    }
+}

@@ -1,0 +1,194 @@
+#include "messages.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <limits>
+
+using namespace ews;
+using nlohmann::json;
+
+namespace {
+
+TimePoint at(const char* text) { return *parse_time(text); }
+
+Locality kibera() {
+    Locality l;
+    l.id = "KE-030-001";
+    l.name = "Kibera North";
+    l.region = "KE/KE-03/KE-030";
+    return l;
+}
+
+Contribution contribution(std::string indicator, double score, double confidence, sdk::Status status,
+                          std::optional<TimePoint> newest, std::vector<sdk::EvidenceValue> values) {
+    Contribution c;
+    c.indicator = std::move(indicator);
+    c.weight = 1.5;
+    c.assessment.score = score;
+    c.assessment.confidence = confidence;
+    c.assessment.status = status;
+    c.assessment.newest = newest;
+    c.assessment.evidence.text = "dropout 2.4% vs 1.1% baseline";
+    c.assessment.evidence.values = std::move(values);
+    return c;
+}
+
+struct Fixture {
+    AlertEvent event;
+    Locality locality = kibera();
+    Composite composite;
+    std::vector<std::string> actions{"convene the community child-protection committee",
+                                     "school outreach to children who left"};
+
+    Fixture() {
+        event.type = "raised";
+        event.alert_id = "KE-030-001@20261128T000000Z";
+        event.level = Level::warning;
+        event.previous = Level::none;
+        event.at = at("2026-11-28T10:00:00Z");
+        event.opened_at = at("2026-11-28T10:00:00Z");
+        composite.score = 67.54;
+        composite.confidence = 0.81234;
+        composite.contributions = {
+            contribution("school_dropout", 0.8249, 0.9, sdk::Status::ok, at("2026-11-20"),
+                         {{"dropouts", 3, true}, {"enrolled", 412, true}, {"rate", 0.024, false},
+                          {"zero_count", 0, true}}),
+            contribution("group_presence", 0, 0, sdk::Status::no_data, std::nullopt, {}),
+            contribution("community_incidents", 0.5, 0.4, sdk::Status::stale, at("2026-09-01"), {}),
+        };
+    }
+
+    json payload(int min_cell = 5, std::uint64_t seq = 12) const {
+        AlertMessage m;
+        m.seq = seq;
+        m.event = &event;
+        m.locality = &locality;
+        m.composite = &composite;
+        m.actions = &actions;
+        m.min_cell = min_cell;
+        return json::parse(alert_payload(m));
+    }
+};
+
+}  // namespace
+
+TEST_CASE("the alert topic is the region path and locality id, slash-terminated", "[messages]") {
+    CHECK(alert_topic(kibera()) == "alert/KE/KE-03/KE-030/KE-030-001/");
+    Locality l = kibera();
+    l.region = "KE";
+    l.id = "L1";
+    CHECK(alert_topic(l) == "alert/KE/L1/");
+}
+
+TEST_CASE("an alert payload has every protocol v1 field with its type", "[messages]") {
+    const json p = Fixture().payload();
+    CHECK(p.at("schema") == "ews.alert/1");
+    CHECK(p.at("seq").is_number_unsigned());
+    CHECK(p.at("seq") == 12);
+    CHECK(p.at("id") == "KE-030-001@20261128T000000Z");
+    CHECK(p.at("event") == "raised");
+    CHECK(p.at("locality") == json{{"id", "KE-030-001"}, {"name", "Kibera North"},
+                                   {"region", "KE/KE-03/KE-030"}});
+    CHECK(p.at("level") == "warning");
+    CHECK(p.at("score") == Approx(67.5).margin(1e-12));
+    CHECK(p.at("confidence") == Approx(0.812).margin(1e-12));
+    CHECK(p.at("at") == "2026-11-28T10:00:00Z");
+    CHECK(p.at("opened_at") == "2026-11-28T10:00:00Z");
+    REQUIRE(p.at("contributions").is_array());
+    REQUIRE(p.at("contributions").size() == 3);
+    for (const auto& c : p.at("contributions")) {
+        CHECK(c.at("indicator").is_string());
+        CHECK(c.at("weight").is_number());
+        CHECK(c.at("score").is_number());
+        CHECK(c.at("score") >= 0.0);
+        CHECK(c.at("score") <= 1.0);
+        CHECK(c.at("confidence").is_number());
+        CHECK(c.at("status").is_string());
+        CHECK((c.at("newest").is_string() || c.at("newest").is_null()));
+        CHECK(c.at("evidence").at("text").is_string());
+        CHECK(c.at("evidence").at("values").is_object());
+    }
+    const json& first = p.at("contributions").at(0);
+    CHECK(first.at("indicator") == "school_dropout");
+    CHECK(first.at("weight") == 1.5);
+    CHECK(first.at("score") == Approx(0.825).margin(1e-12));
+    CHECK(first.at("status") == "ok");
+    CHECK(first.at("newest") == "2026-11-20T00:00:00Z");
+    CHECK(first.at("evidence").at("text") == "dropout 2.4% vs 1.1% baseline");
+    CHECK(p.at("contributions").at(1).at("newest").is_null());
+    CHECK(p.at("actions") == json{"convene the community child-protection committee",
+                                  "school outreach to children who left"});
+}
+
+TEST_CASE("a first raise has previous_level none; later events name the level before", "[messages]") {
+    Fixture f;
+    CHECK(f.payload().at("previous_level") == "none");
+    f.event.type = "escalated";
+    f.event.previous = Level::warning;
+    f.event.level = Level::critical;
+    const json p = f.payload();
+    CHECK(p.at("event") == "escalated");
+    CHECK(p.at("previous_level") == "warning");
+    CHECK(p.at("level") == "critical");
+}
+
+TEST_CASE("data_gaps lists the stale and no_data indicators only", "[messages]") {
+    const json gaps = Fixture().payload().at("data_gaps");
+    CHECK(gaps == json::array({
+                      json{{"indicator", "group_presence"}, {"status", "no_data"}, {"newest", nullptr}},
+                      json{{"indicator", "community_incidents"}, {"status", "stale"},
+                           {"newest", "2026-09-01T00:00:00Z"}},
+                  }));
+}
+
+TEST_CASE("counts below privacy.min_cell are published as \"<N>\"", "[messages]") {
+    SECTION("default threshold 5") {
+        const json v = Fixture().payload(5).at("contributions").at(0).at("evidence").at("values");
+        CHECK(v.at("dropouts") == "<5");
+        CHECK(v.at("enrolled") == 412);
+        CHECK(v.at("enrolled").is_number_integer());
+        CHECK(v.at("rate") == Approx(0.024));
+        CHECK(v.at("zero_count") == 0);  // zero singles nobody out
+    }
+    SECTION("the configured threshold is used") {
+        Fixture f;
+        f.composite.contributions.at(0).assessment.evidence.values = {
+            {"dropouts", 9, true}, {"enrolled", 10, true}, {"share", 3, false}};
+        const json v = f.payload(10).at("contributions").at(0).at("evidence").at("values");
+        CHECK(v.at("dropouts") == "<10");
+        CHECK(v.at("enrolled") == 10);
+        CHECK(v.at("share") == 3);  // not a count: never suppressed
+    }
+}
+
+TEST_CASE("non-finite numbers are published as null", "[messages]") {
+    Fixture f;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const double inf = std::numeric_limits<double>::infinity();
+    f.composite.score = nan;
+    f.composite.confidence = inf;
+    auto& a = f.composite.contributions.at(0).assessment;
+    a.score = nan;
+    a.evidence.values = {{"ratio", inf, false}, {"dropouts", nan, true}};
+    std::string text;
+    {
+        AlertMessage m;
+        m.event = &f.event;
+        m.locality = &f.locality;
+        m.composite = &f.composite;
+        text = alert_payload(m);
+    }
+    const json p = json::parse(text);  // parses: no NaN or Infinity tokens in the text
+    CHECK(p.at("score").is_null());
+    CHECK(p.at("confidence").is_null());
+    CHECK(p.at("contributions").at(0).at("score").is_null());
+    CHECK(p.at("contributions").at(0).at("evidence").at("values").at("ratio").is_null());
+    CHECK(p.at("contributions").at(0).at("evidence").at("values").at("dropouts").is_null());
+    CHECK(p.at("actions") == json::array());
+}
+
+TEST_CASE("the heartbeat carries the endpoint's last seq", "[messages]") {
+    const json hb = json::parse(heartbeat_payload(41, at("2026-11-28T10:00:05Z")));
+    CHECK(hb == json{{"schema", "ews.heartbeat/1"}, {"seq", 41}, {"at", "2026-11-28T10:00:05Z"}});
+}

@@ -1,0 +1,628 @@
+// Tests of the three shipped indicator plugins' formulas against hand-computed values.
+// The expected numbers are worked out in the comments beside each check.
+#include "community_incidents/community_incidents.hpp"
+#include "group_presence/group_presence.hpp"
+#include "school_dropout/school_dropout.hpp"
+
+#include <ews/sdk/testing.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <cmath>
+#include <memory>
+
+using ews::sdk::Assessment;
+using ews::sdk::ConfigError;
+using ews::sdk::Floor;
+using ews::sdk::Params;
+using ews::sdk::Status;
+using ews::sdk::TimePoint;
+using ews::sdk::testing::day;
+using ews::sdk::testing::MemoryLocality;
+
+namespace {
+
+TimePoint days_before(TimePoint t, int n) { return t - std::chrono::days{n}; }
+
+const ews::sdk::EvidenceValue* find_value(const Assessment& a, const std::string& name) {
+    for (const auto& v : a.evidence.values)
+        if (v.name == name) return &v;
+    return nullptr;
+}
+
+double value_of(const Assessment& a, const std::string& name) {
+    const auto* v = find_value(a, name);
+    REQUIRE(v != nullptr);
+    return v->value;
+}
+
+void require_no_data(const Assessment& a) {
+    CHECK(a.status == Status::no_data);
+    CHECK(a.score == 0);
+    CHECK(a.confidence == 0);
+    CHECK_FALSE(a.newest);
+}
+
+template <class Plugin>
+Plugin configured(const Params& params = {}) {
+    Plugin p;
+    p.configure(params);
+    return p;
+}
+
+// Monthly school periods: dropouts dated on the 1st of each month, closing the month before;
+// enrolment dated the same day.
+void add_month(MemoryLocality& loc, TimePoint t, double enrolled, double dropouts) {
+    loc.add("school.enrolled", t, enrolled, 1, "emis");
+    loc.add("school.dropouts", t, dropouts, 1, "emis");
+}
+
+// 2025-01-01 .. 2025-12-01 (12 periods, all within 365 days before 2026-01-01), then the
+// latest period on 2026-01-01.
+void add_year(MemoryLocality& loc, double enrolled, double dropouts_per_month) {
+    for (unsigned m = 1; m <= 12; ++m) add_month(loc, day(2025, m, 1), enrolled, dropouts_per_month);
+}
+
+}  // namespace
+
+// ---- school_dropout ----------------------------------------------------------------------
+
+TEST_CASE("school_dropout: no school data is no_data", "[plugins]") {
+    const auto plugin = configured<ews::plugins::SchoolDropout>();
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    const auto now = day(2026, 1, 10);
+    require_no_data(plugin.assess(loc.view(now), now));
+
+    // Dropouts without any enrolment give no rate either.
+    loc.add("school.dropouts", day(2026, 1, 1), 3);
+    require_no_data(plugin.assess(loc.view(now), now));
+}
+
+TEST_CASE("school_dropout: a steady rate scores near 0", "[plugins]") {
+    const auto plugin = configured<ews::plugins::SchoolDropout>();
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    add_year(loc, 500, 3);
+    add_month(loc, day(2026, 1, 1), 500, 3);
+    const auto now = day(2026, 1, 10);
+    const auto a = plugin.assess(loc.view(now), now);
+    // p0 = 0.01 (no neighbours), k = 200.
+    // latest:   (3 + 2) / (500 + 200)        = 0.0071429
+    // baseline: (36 + 2) / (6000 + 200)      = 0.0061290 (12 periods)
+    // ratio 1.16541 -> score (1.16541 - 1) / (3 - 1) = 0.082707
+    CHECK(a.status == Status::ok);
+    CHECK(a.score == Approx(0.082707).epsilon(1e-4));
+    CHECK(a.score < 0.1);
+    CHECK(a.confidence == Approx(1.0));  // 500 >= 100 enrolled, 12 >= 6 periods
+    CHECK(a.newest == day(2026, 1, 1));
+    CHECK(value_of(a, "baseline_periods") == 12);
+    CHECK(value_of(a, "rate") == Approx(0.006));
+    CHECK(find_value(a, "dropouts")->is_count);
+    CHECK(find_value(a, "enrolled")->is_count);
+    CHECK(a.evidence.text.find("2026-01-01") != std::string::npos);
+    CHECK(a.evidence.text.find("emis") == std::string::npos);  // no ingested strings
+}
+
+TEST_CASE("school_dropout: a spike scores by its shrunk ratio to the usual rate", "[plugins]") {
+    const auto plugin = configured<ews::plugins::SchoolDropout>();
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    add_year(loc, 500, 3);
+    add_month(loc, day(2026, 1, 1), 500, 8);
+    const auto now = day(2026, 1, 10);
+    const auto a = plugin.assess(loc.view(now), now);
+    // latest (8 + 2) / 700 = 0.0142857; baseline 38 / 6200 = 0.0061290
+    // ratio 2.330827 -> score (2.330827 - 1) / 2 = 0.665414
+    CHECK(a.score == Approx(0.665414).epsilon(1e-4));
+    CHECK(value_of(a, "ratio") == Approx(2.330827).epsilon(1e-4));
+
+    // Three times the usual rate and more saturates at 1.
+    MemoryLocality worse{"L2", "Town", "KE/KE-03"};
+    add_year(worse, 500, 3);
+    add_month(worse, day(2026, 1, 1), 500, 25);
+    CHECK(plugin.assess(worse.view(now), now).score == 1.0);
+}
+
+TEST_CASE("school_dropout: the enrolment in force at each period is used", "[plugins]") {
+    const auto plugin = configured<ews::plugins::SchoolDropout>();
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    // Enrolment 1000 at the start of the year, dropping to 500 from July; dropouts 0.6%.
+    loc.add("school.enrolled", day(2025, 1, 1), 1000);
+    loc.add("school.enrolled", day(2025, 7, 1), 500);
+    for (unsigned m = 1; m <= 6; ++m) loc.add("school.dropouts", day(2025, m, 1), 6);
+    for (unsigned m = 7; m <= 12; ++m) loc.add("school.dropouts", day(2025, m, 1), 3);
+    loc.add("school.dropouts", day(2026, 1, 1), 3);
+    // An enrolment dated after the latest period is not the one in force.
+    loc.add("school.enrolled", day(2026, 1, 5), 5000);
+    const auto now = day(2026, 1, 10);
+    const auto a = plugin.assess(loc.view(now), now);
+    // baseline: (36 + 18 + 2) / (6000 + 3000 + 200) = 0.0060870; latest 5/700 = 0.0071429
+    // ratio 1.173469 -> score 0.086735
+    CHECK(value_of(a, "enrolled") == 500);
+    CHECK(value_of(a, "usual_rate") == Approx(54.0 / 9000.0));
+    CHECK(a.score == Approx(0.086735).epsilon(1e-4));
+}
+
+TEST_CASE("school_dropout: a small school's single dropout is shrunk toward the prior",
+          "[plugins]") {
+    const auto plugin = configured<ews::plugins::SchoolDropout>();
+    const auto now = day(2026, 1, 10);
+    // Small school: 20 children, 1 dropout in 6 earlier months, then 1 of 20 (5%).
+    MemoryLocality small{"S", "Hamlet", "KE/KE-03"};
+    for (unsigned m = 7; m <= 12; ++m) add_month(small, day(2025, m, 1), 20, m == 9 ? 1 : 0);
+    add_month(small, day(2026, 1, 1), 20, 1);
+    // Large school: 1000 children, 5 a month before, then 50 of 1000 (5%).
+    MemoryLocality large{"B", "Town", "KE/KE-03"};
+    for (unsigned m = 7; m <= 12; ++m) add_month(large, day(2025, m, 1), 1000, 5);
+    add_month(large, day(2026, 1, 1), 1000, 50);
+
+    const auto s = plugin.assess(small.view(now), now);
+    const auto b = plugin.assess(large.view(now), now);
+    // small: latest (1 + 2) / 220 = 0.013636, baseline (1 + 2) / 320 = 0.009375,
+    //        ratio 1.454545 -> score 0.227273; confidence 20/100 * 6/6 = 0.2
+    // large: latest (50 + 2) / 1200 = 0.043333, baseline (30 + 2) / 6200 = 0.005161,
+    //        ratio 8.4 -> score 1; confidence 1
+    CHECK(s.score == Approx(0.227273).epsilon(1e-4));
+    CHECK(s.confidence == Approx(0.2));
+    CHECK(b.score == 1.0);
+    CHECK(b.confidence == Approx(1.0));
+    CHECK(value_of(s, "rate") == Approx(value_of(b, "rate")));
+}
+
+TEST_CASE("school_dropout: the neighbours' pooled rate is the prior", "[plugins]") {
+    const auto plugin = configured<ews::plugins::SchoolDropout>();
+    const auto now = day(2026, 1, 10);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    add_month(loc, day(2026, 1, 1), 500, 10);  // 2%, no earlier periods
+    // Without neighbours p0 = 0.01: latest 12/700 = 0.017143, baseline = p0,
+    // ratio 1.714286 -> score 0.357143; confidence 0 (no baseline periods).
+    const auto alone = plugin.assess(loc.view(now), now);
+    CHECK(alone.score == Approx(0.357143).epsilon(1e-4));
+    CHECK(alone.confidence == 0);
+
+    // A neighbour whose usual rate is 2%: 12 periods of 20 of 1000.
+    MemoryLocality nb{"L2", "Next", "KE/KE-03"};
+    add_year(nb, 1000, 20);
+    loc.add_neighbour(nb);
+    // p0 = (240 + 200 * 0.01) / (12000 + 200) = 0.0198361
+    // latest (10 + 200 p0) / 700 = 0.0199532; ratio 1.005902 -> score 0.002951
+    const auto a = plugin.assess(loc.view(now), now);
+    CHECK(value_of(a, "prior_rate") == Approx(0.0198361).epsilon(1e-4));
+    CHECK(a.score == Approx(0.002951).epsilon(1e-2));
+}
+
+TEST_CASE("school_dropout: an old latest period is stale with halved confidence",
+          "[plugins]") {
+    const auto plugin = configured<ews::plugins::SchoolDropout>();
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    add_year(loc, 500, 3);
+    add_month(loc, day(2026, 1, 1), 500, 8);
+    const auto now = days_before(day(2026, 1, 1), -63);  // 63 days after, max_age_days 62
+    const auto a = plugin.assess(loc.view(now), now);
+    CHECK(a.status == Status::stale);
+    CHECK(a.score == Approx(0.665414).epsilon(1e-4));  // still computed
+    CHECK(a.confidence == Approx(0.5));
+    CHECK(a.newest == day(2026, 1, 1));
+
+    const auto fresh_now = days_before(day(2026, 1, 1), -62);
+    CHECK(plugin.assess(loc.view(fresh_now), fresh_now).status == Status::ok);
+}
+
+TEST_CASE("school_dropout: data after now is not used", "[plugins]") {
+    const auto plugin = configured<ews::plugins::SchoolDropout>();
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    add_year(loc, 500, 3);
+    add_month(loc, day(2026, 1, 1), 500, 3);
+    add_month(loc, day(2026, 2, 1), 500, 40);  // the future as of 2026-01-10
+    const auto now = day(2026, 1, 10);
+    const auto a = plugin.assess(loc.view(now), now);
+    CHECK(a.newest == day(2026, 1, 1));
+    CHECK(a.score == Approx(0.082707).epsilon(1e-4));
+    // Also when handed a view cut later than `now`.
+    const auto b = plugin.assess(loc.view(day(2026, 3, 1)), now);
+    CHECK(b.newest == day(2026, 1, 1));
+    CHECK(b.score == Approx(a.score));
+}
+
+// ---- community_incidents -----------------------------------------------------------------
+
+namespace {
+
+// Weekly rows of one category at now - 7k days for k = 0..55: k = 0..3 fall in the 28-day
+// window (now - 28, now], k = 4..55 (52 weeks) in the 364-day baseline before it.
+void add_weeks(MemoryLocality& loc, const std::string& kind, TimePoint now, double baseline_count,
+               std::array<double, 4> window_counts) {
+    for (int k = 0; k < 56; ++k)
+        loc.add(kind, days_before(now, 7 * k),
+                k < 4 ? window_counts[static_cast<std::size_t>(k)] : baseline_count);
+}
+
+}  // namespace
+
+TEST_CASE("community_incidents: no incident rows is no_data", "[plugins]") {
+    const auto plugin = configured<ews::plugins::CommunityIncidents>();
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    loc.add("school.dropouts", day(2026, 1, 1), 3);
+    const auto now = day(2026, 6, 1);
+    require_no_data(plugin.assess(loc.view(now), now));
+}
+
+TEST_CASE("community_incidents: the usual weekly level scores 0", "[plugins]") {
+    const auto plugin = configured<ews::plugins::CommunityIncidents>();
+    const auto now = day(2026, 6, 1);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    add_weeks(loc, "incident.violence_against_children", now, 1, {1, 1, 1, 1});
+    const auto a = plugin.assess(loc.view(now), now);
+    // weight 2: O = 4 * 2 = 8; E = 52 * 2 * 28/364 + 0.5 = 8.5; O <= E -> 0.
+    CHECK(a.status == Status::ok);
+    CHECK(a.score == 0);
+    CHECK(value_of(a, "weighted_expected") == Approx(8.5));
+    CHECK(a.confidence == Approx(1.0));  // 385 days of history >= 180
+    CHECK(a.floor == Floor::none);
+}
+
+TEST_CASE("community_incidents: a rise scores its Poisson exceedance", "[plugins]") {
+    const auto plugin = configured<ews::plugins::CommunityIncidents>();
+    const auto now = day(2026, 6, 1);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03", 2000.0};
+    add_weeks(loc, "incident.violence_against_children", now, 1, {1, 1, 2, 2});
+    const auto a = plugin.assess(loc.view(now), now);
+    // O = 6 * 2 = 12, E = 8.5: score = P(X <= 11 | Poisson(8.5)) = 0.848662
+    CHECK(a.score == Approx(0.848662).epsilon(1e-4));
+    CHECK(value_of(a, "weighted_observed") == 12);
+    CHECK(value_of(a, "incidents") == 6);
+    CHECK(find_value(a, "incidents")->is_count);
+    // Rates per 10,000 children: 6 / 2000 * 1e4 = 30; usual 52 * 28/364 / 2000 * 1e4 = 20.
+    CHECK(value_of(a, "incidents_per_10k") == Approx(30));
+    CHECK(value_of(a, "usual_per_10k") == Approx(20));
+}
+
+TEST_CASE("community_incidents: a single report with no history is damped", "[plugins]") {
+    const auto plugin = configured<ews::plugins::CommunityIncidents>();
+    const auto now = day(2026, 6, 1);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    loc.add("incident.armed_violence", days_before(now, 3), 1);
+    const auto a = plugin.assess(loc.view(now), now);
+    // O = 1.5 (floor 1), E = 0.5: P(X <= 0) = e^-0.5 = 0.606531; O < min_count 3 -> x 0.5
+    CHECK(a.score == Approx(0.303265).epsilon(1e-4));
+    CHECK(a.confidence == Approx(3.0 / 180.0));  // 3 days of history
+    CHECK(a.evidence.text.find("few reports") != std::string::npos);
+}
+
+TEST_CASE("community_incidents: a sentinel category holds the locality at watch",
+          "[plugins]") {
+    const auto plugin = configured<ews::plugins::CommunityIncidents>();
+    const auto now = day(2026, 6, 1);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    loc.add("incident.recruitment_attempt", days_before(now, 2), 1);
+    const auto a = plugin.assess(loc.view(now), now);
+    // O = 3, E = 0.5: P(X <= 2) = e^-0.5 (1 + 0.5 + 0.125) = 0.985612; not halved.
+    CHECK(a.floor == Floor::watch);
+    CHECK(a.score == Approx(0.985612).epsilon(1e-4));
+    CHECK(a.evidence.text.find("recruitment attempt reported, verify") != std::string::npos);
+    REQUIRE(find_value(a, "recruitment_attempt"));
+    CHECK(find_value(a, "recruitment_attempt")->is_count);
+    // A sentinel is never damped as a "few reports" count, even below min_count.
+    const auto strict = configured<ews::plugins::CommunityIncidents>({{"min_count", 10.0}});
+    CHECK(strict.assess(loc.view(now), now).score == Approx(0.985612).epsilon(1e-4));
+
+    // A sentinel outside the window, or a zero row inside it, raises no floor.
+    MemoryLocality old{"L2", "Village", "KE/KE-03"};
+    old.add("incident.abduction", days_before(now, 40), 1);
+    old.add("incident.abduction", days_before(now, 1), 0);
+    const auto b = plugin.assess(old.view(now), now);
+    CHECK(b.floor == Floor::none);
+    CHECK(b.score == 0);
+}
+
+TEST_CASE("community_incidents: weights come from the table, unknown categories default",
+          "[plugins]") {
+    const auto now = day(2026, 6, 1);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    loc.add("incident.cattle_raid", days_before(now, 5), 4);
+    // default_weight 1: O = 4, E = 0.5: P(X <= 3) = 0.998248
+    const auto a = configured<ews::plugins::CommunityIncidents>().assess(loc.view(now), now);
+    CHECK(a.score == Approx(0.998248).epsilon(1e-4));
+    // weight 0.5: O = 2 < 3: P(X <= 1) * 0.5 = e^-0.5 * 1.5 * 0.5 = 0.454898
+    const auto b = configured<ews::plugins::CommunityIncidents>(
+                       {{"weights", std::map<std::string, double>{{"cattle_raid", 0.5}}}})
+                       .assess(loc.view(now), now);
+    CHECK(b.score == Approx(0.454898).epsilon(1e-4));
+    // Ingested category names stay out of the text.
+    CHECK(a.evidence.text.find("cattle") == std::string::npos);
+}
+
+TEST_CASE("community_incidents: stale only when no row at all is recent", "[plugins]") {
+    const auto plugin = configured<ews::plugins::CommunityIncidents>();
+    const auto now = day(2026, 6, 1);
+    MemoryLocality zeros{"L1", "Village", "KE/KE-03"};
+    add_weeks(zeros, "incident.armed_violence", now, 0, {0, 0, 0, 0});
+    const auto a = plugin.assess(zeros.view(now), now);
+    CHECK(a.status == Status::ok);  // zero-count rows are fresh data
+    CHECK(a.score == 0);
+    CHECK(a.confidence == Approx(1.0));
+
+    MemoryLocality silent{"L2", "Village", "KE/KE-03"};
+    silent.add("incident.armed_violence", days_before(now, 200), 0);
+    silent.add("incident.armed_violence", days_before(now, 61), 1);
+    const auto b = plugin.assess(silent.view(now), now);
+    CHECK(b.status == Status::stale);
+    CHECK(b.confidence == Approx(0.5));  // 200 days of history, halved
+    CHECK(b.newest == days_before(now, 61));
+}
+
+TEST_CASE("community_incidents: data after now is not used", "[plugins]") {
+    const auto plugin = configured<ews::plugins::CommunityIncidents>();
+    const auto now = day(2026, 6, 1);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    add_weeks(loc, "incident.violence_against_children", now, 1, {1, 1, 1, 1});
+    loc.add("incident.abduction", days_before(now, -1), 9);
+    for (const auto& view_at : {now, day(2026, 7, 1)}) {
+        const auto a = plugin.assess(loc.view(view_at), now);
+        CHECK(a.score == 0);
+        CHECK(a.floor == Floor::none);
+        CHECK(a.newest == now);
+    }
+}
+
+TEST_CASE("community_incidents: extreme counts keep score and confidence in [0,1]",
+          "[plugins]") {
+    const auto plugin = configured<ews::plugins::CommunityIncidents>();
+    const auto now = day(2026, 6, 1);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03", 0.0};
+    loc.add("incident.drug_trafficking", days_before(now, 1), 1e9);
+    const auto a = plugin.assess(loc.view(now), now);
+    CHECK(std::isfinite(a.score));
+    CHECK(a.score == Approx(1.0));
+    CHECK(a.confidence >= 0);
+    CHECK(find_value(a, "incidents_per_10k") == nullptr);  // population 0 gives no rate
+}
+
+// ---- group_presence ----------------------------------------------------------------------
+
+TEST_CASE("group_presence: no reports anywhere is no_data", "[plugins]") {
+    const auto plugin = configured<ews::plugins::GroupPresence>();
+    const auto now = day(2026, 3, 6);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    require_no_data(plugin.assess(loc.view(now), now));
+    // A report older than twice the lookback (360 days) no longer counts as monitoring.
+    loc.add("presence.report", days_before(now, 400), 0.3);
+    require_no_data(plugin.assess(loc.view(now), now));
+}
+
+TEST_CASE("group_presence: exposure decays with the half-life", "[plugins]") {
+    const auto plugin = configured<ews::plugins::GroupPresence>();
+    const auto now = day(2026, 3, 6);
+    MemoryLocality fresh{"L1", "Village", "KE/KE-03"};
+    fresh.add("presence.report", now, 0.4, 1, "monitor-a");
+    MemoryLocality older{"L2", "Village", "KE/KE-03"};
+    older.add("presence.report", days_before(now, 30), 0.8, 1, "monitor-a");
+    // fresh: T = 0.4; older: 0.8 * 2^-1 = 0.4. score = 1 - exp(-0.4 / 1.5) = 0.234072
+    for (const auto* loc : {&fresh, &older}) {
+        const auto a = plugin.assess(loc->view(now), now);
+        CHECK(a.status == Status::ok);
+        CHECK(a.score == Approx(0.234072).epsilon(1e-4));
+        CHECK(a.confidence == Approx(0.6));  // 0.5 + 0.1 * 1 source
+        CHECK(a.evidence.text.find("monitor") == std::string::npos);
+    }
+    // The observation weight scales the report: 0.8 * 0.5 = 0.4.
+    MemoryLocality weighted{"L3", "Village", "KE/KE-03"};
+    weighted.add("presence.report", now, 0.8, 0.5, "monitor-a");
+    CHECK(plugin.assess(weighted.view(now), now).score == Approx(0.234072).epsilon(1e-4));
+    // Recruitment activity counts 1.5 times: 0.5 * 1.5 = 0.75 -> 1 - exp(-0.5) = 0.393469
+    MemoryLocality recruit{"L4", "Village", "KE/KE-03"};
+    recruit.add("presence.recruitment_activity", now, 0.5, 1, "monitor-a");
+    CHECK(plugin.assess(recruit.view(now), now).score == Approx(0.393469).epsilon(1e-4));
+}
+
+TEST_CASE("group_presence: one source's repeats within a week count once", "[plugins]") {
+    const auto plugin = configured<ews::plugins::GroupPresence>();
+    const auto now = day(2026, 3, 6);  // a Friday; the week began Monday 2026-03-02
+    MemoryLocality one{"L1", "Village", "KE/KE-03"};
+    for (unsigned d = 2; d <= 6; ++d) one.add("presence.report", day(2026, 3, d), 0.8, 1, "monitor-a");
+    const auto a = plugin.assess(one.view(now), now);
+    // The largest of the five is today's 0.8: T = 0.8 -> 1 - exp(-0.8 / 1.5) = 0.413354
+    CHECK(a.score == Approx(0.413354).epsilon(1e-4));
+    CHECK(value_of(a, "reports") == 1);
+    CHECK(find_value(a, "reports")->is_count);
+
+    MemoryLocality five{"L2", "Village", "KE/KE-03"};
+    for (unsigned d = 2; d <= 6; ++d)
+        five.add("presence.report", day(2026, 3, d), 0.8, 1, "monitor-" + std::to_string(d));
+    const auto b = plugin.assess(five.view(now), now);
+    // Five independent sources: T = 0.8 * sum_{k=0..4} 2^(-k/30) = 3.821406 -> 0.921731
+    CHECK(b.score == Approx(0.921731).epsilon(1e-4));
+    CHECK(b.confidence == Approx(1.0));  // 0.5 + 0.1 * 5
+
+    // Sunday and the next Monday are different weeks: 0.8 (2^(-5/30) + 2^(-4/30)) = 1.442097
+    MemoryLocality split{"L3", "Village", "KE/KE-03"};
+    split.add("presence.report", day(2026, 3, 1), 0.8, 1, "monitor-a");
+    split.add("presence.report", day(2026, 3, 2), 0.8, 1, "monitor-a");
+    const auto c = plugin.assess(split.view(now), now);
+    CHECK(value_of(c, "own_exposure") == Approx(1.442097).epsilon(1e-4));
+    CHECK(value_of(c, "reports") == 2);
+}
+
+TEST_CASE("group_presence: neighbours' reports spill over", "[plugins]") {
+    const auto plugin = configured<ews::plugins::GroupPresence>();
+    const auto now = day(2026, 3, 6);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    MemoryLocality nb{"L2", "Next", "KE/KE-03"};
+    nb.add("presence.report", now, 0.9, 1, "monitor-b");
+    loc.add_neighbour(nb);
+    const auto a = plugin.assess(loc.view(now), now);
+    // spill = 0.3 * 0.9 = 0.27 -> 1 - exp(-0.27 / 1.5) = 0.164730; nothing reported here.
+    CHECK(a.status == Status::ok);
+    CHECK(a.score == Approx(0.164730).epsilon(1e-4));
+    CHECK(a.confidence == Approx(0.3));
+    CHECK(value_of(a, "spill_exposure") == Approx(0.27));
+
+    // The neighbour's report decays with the spill half-life (45 days): 0.3 * 0.45 = 0.135.
+    MemoryLocality loc2{"L3", "Village", "KE/KE-03"};
+    MemoryLocality nb2{"L4", "Next", "KE/KE-03"};
+    nb2.add("presence.report", days_before(now, 45), 0.9, 1, "monitor-b");
+    loc2.add_neighbour(nb2);
+    CHECK(value_of(plugin.assess(loc2.view(now), now), "spill_exposure") == Approx(0.135));
+}
+
+TEST_CASE("group_presence: silence after earlier monitoring scores 0 with low confidence",
+          "[plugins]") {
+    const auto plugin = configured<ews::plugins::GroupPresence>();
+    const auto now = day(2026, 3, 6);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    loc.add("presence.report", days_before(now, 200), 0.3, 1, "monitor-a");
+    const auto a = plugin.assess(loc.view(now), now);
+    CHECK(a.status == Status::ok);
+    CHECK(a.score == 0);
+    CHECK(a.confidence == Approx(0.3));
+    CHECK(a.newest == days_before(now, 200));
+}
+
+TEST_CASE("group_presence: a report after a long quiet spell is flagged as an onset",
+          "[plugins]") {
+    const auto plugin = configured<ews::plugins::GroupPresence>();
+    const auto now = day(2026, 3, 6);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    loc.add("presence.report", days_before(now, 150), 0.5, 1, "monitor-a");
+    loc.add("presence.report", days_before(now, 10), 0.5, 1, "monitor-a");
+    const auto a = plugin.assess(loc.view(now), now);
+    // T = 0.5 * 2^-5 + 0.5 * 2^(-1/3) = 0.412475 -> 0.240415
+    CHECK(a.score == Approx(0.240415).epsilon(1e-4));
+    CHECK(value_of(a, "onset") == 1);
+    CHECK(a.evidence.text.find("presence reported after 140 quiet days") != std::string::npos);
+
+    MemoryLocality steady{"L2", "Village", "KE/KE-03"};
+    steady.add("presence.report", days_before(now, 60), 0.5, 1, "monitor-a");
+    steady.add("presence.report", days_before(now, 10), 0.5, 1, "monitor-a");
+    CHECK(value_of(plugin.assess(steady.view(now), now), "onset") == 0);
+}
+
+TEST_CASE("group_presence: an old newest report is stale", "[plugins]") {
+    const auto plugin = configured<ews::plugins::GroupPresence>();
+    const auto now = day(2026, 3, 6);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    loc.add("presence.report", days_before(now, 150), 0.6, 1, "monitor-a");
+    const auto a = plugin.assess(loc.view(now), now);
+    // 0.6 * 2^-5 = 0.01875 -> 0.012422; confidence 0.6 halved
+    CHECK(a.status == Status::stale);
+    CHECK(a.score == Approx(0.012422).epsilon(1e-3));
+    CHECK(a.confidence == Approx(0.3));
+}
+
+TEST_CASE("group_presence: data after now is not used", "[plugins]") {
+    const auto plugin = configured<ews::plugins::GroupPresence>();
+    const auto now = day(2026, 3, 6);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    MemoryLocality nb{"L2", "Next", "KE/KE-03"};
+    loc.add("presence.report", now, 0.4, 1, "monitor-a");
+    loc.add("presence.report", days_before(now, -2), 1.0, 1, "monitor-b");
+    nb.add("presence.report", days_before(now, -1), 1.0, 1, "monitor-c");
+    loc.add_neighbour(nb);
+    for (const auto& view_at : {now, day(2026, 4, 1)}) {
+        const auto a = plugin.assess(loc.view(view_at), now);
+        CHECK(a.score == Approx(0.234072).epsilon(1e-4));
+        CHECK(a.newest == now);
+        CHECK(value_of(a, "spill_exposure") == 0);
+    }
+}
+
+// ---- parameters --------------------------------------------------------------------------
+
+namespace {
+
+// Each plugin's described parameters are the ones configure() accepts, with their ranges.
+template <class Plugin>
+void check_parameters() {
+    Plugin plugin;
+    const auto d = plugin.describe();
+    CHECK(d.version == "1.0.0");
+    Params all;
+    for (const auto& spec : d.params) all[spec.name] = spec.default_value;
+    CHECK_NOTHROW(plugin.configure(all));
+
+    for (const auto& spec : d.params) {
+        INFO(d.name << "." << spec.name);
+        CHECK_FALSE(spec.help.empty());
+        const bool integer = spec.type == ews::sdk::ParamType::integer;
+        auto value_below = [&](double v) -> ews::sdk::ParamValue {
+            if (integer) return static_cast<std::int64_t>(std::floor(v));
+            return v;
+        };
+        if (spec.type == ews::sdk::ParamType::number || integer) {
+            REQUIRE(spec.min);
+            try {
+                plugin.configure({{spec.name, value_below(*spec.min - 1)}});
+                FAIL("below min accepted");
+            } catch (const ConfigError& e) {
+                CHECK(e.key() == spec.name);
+            }
+            REQUIRE(spec.max);
+            try {
+                plugin.configure({{spec.name, value_below(*spec.max + 1)}});
+                FAIL("above max accepted");
+            } catch (const ConfigError& e) {
+                CHECK(e.key() == spec.name);
+            }
+        }
+        // A value of the wrong type names the key.
+        try {
+            plugin.configure({{spec.name, std::string("nonsense")}});
+            if (spec.type != ews::sdk::ParamType::string) FAIL("wrong type accepted");
+        } catch (const ConfigError& e) {
+            CHECK(e.key() == spec.name);
+        }
+    }
+    try {
+        plugin.configure({{"no_such_parameter", 1.0}});
+        FAIL("unknown parameter accepted");
+    } catch (const ConfigError& e) {
+        CHECK(e.key() == "no_such_parameter");
+    }
+}
+
+}  // namespace
+
+TEST_CASE("plugins: configure accepts the described parameters and rejects bad ones",
+          "[plugins]") {
+    check_parameters<ews::plugins::SchoolDropout>();
+    check_parameters<ews::plugins::CommunityIncidents>();
+    check_parameters<ews::plugins::GroupPresence>();
+}
+
+TEST_CASE("plugins: a rejected configuration keeps the previous settings", "[plugins]") {
+    ews::plugins::SchoolDropout plugin;
+    plugin.configure({{"full_ratio", 2.0}});
+    CHECK_THROWS_AS(plugin.configure({{"full_ratio", 2.0}, {"min_rate", -1.0}}), ConfigError);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    add_year(loc, 500, 3);
+    add_month(loc, day(2026, 1, 1), 500, 8);
+    const auto now = day(2026, 1, 10);
+    // full_ratio 2 still in force: (2.330827 - 1) / 1 -> clamped to 1
+    CHECK(plugin.assess(loc.view(now), now).score == 1.0);
+}
+
+TEST_CASE("community_incidents: table and list parameters are checked", "[plugins]") {
+    ews::plugins::CommunityIncidents plugin;
+    try {
+        plugin.configure({{"weights", std::map<std::string, double>{{"abduction", -1}}}});
+        FAIL("negative weight accepted");
+    } catch (const ConfigError& e) {
+        CHECK(e.key() == "weights");
+        CHECK(std::string(e.what()).find("abduction") != std::string::npos);
+    }
+    try {
+        plugin.configure({{"sentinels", std::vector<std::string>{""}}});
+        FAIL("empty sentinel accepted");
+    } catch (const ConfigError& e) {
+        CHECK(e.key() == "sentinels");
+    }
+    // A configured sentinel list replaces the default one.
+    plugin.configure({{"sentinels", std::vector<std::string>{"child_exploitation"}}});
+    const auto now = day(2026, 6, 1);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    loc.add("incident.recruitment_attempt", days_before(now, 2), 1);
+    CHECK(plugin.assess(loc.view(now), now).floor == Floor::none);
+    loc.add("incident.child_exploitation", days_before(now, 2), 1);
+    const auto a = plugin.assess(loc.view(now), now);
+    CHECK(a.floor == Floor::watch);
+    CHECK(a.evidence.text.find("child exploitation reported, verify") != std::string::npos);
+}

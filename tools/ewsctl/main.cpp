@@ -1,0 +1,292 @@
+// ewsctl: the operator's command-line tool. Commands that change data go through the running
+// daemon when there is one (the spool directory, a reload signal); otherwise ewsctl opens
+// the store itself. See `ewsctl --help`.
+#include "config.hpp"
+#include "gen_demo.hpp"
+#include "ingest.hpp"
+#include "pipeline.hpp"
+#include "store.hpp"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sys/file.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using namespace ews;
+
+namespace {
+
+// Returns: the pid of the daemon holding STATE_DIR/ewsd.lock, or 0 when none does.
+pid_t running_daemon(const Config& config) {
+    auto path = config.state_dir / "ewsd.lock";
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    pid_t pid = 0;
+    if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        char buf[32] = {};
+        if (::pread(fd, buf, sizeof buf - 1, 0) > 0) pid = static_cast<pid_t>(std::atol(buf));
+        if (pid <= 0) pid = -1;
+    } else {
+        ::flock(fd, LOCK_UN);
+    }
+    ::close(fd);
+    return pid;
+}
+
+std::string read_file(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    if (!in) throw std::runtime_error(p.string() + ": cannot read: " + std::strerror(errno));
+    return {std::istreambuf_iterator<char>(in), {}};
+}
+
+int cmd_ingest(const Config& config, const std::vector<std::string>& files) {
+    int status = 0;
+    pid_t daemon = running_daemon(config);
+    if (daemon != 0) {
+        // The daemon owns the data path: validate here to report every bad row, then hand the
+        // file to the daemon's spool (written under a hidden name and renamed in, atomically).
+        Store store(config.state_dir / "ewsd.db");
+        std::set<std::string> known;
+        for (auto& l : store.localities()) known.insert(l.id);
+        for (const auto& f : files) {
+            std::string content = f == "-" ? std::string{std::istreambuf_iterator<char>(std::cin), {}}
+                                           : read_file(f);
+            std::string label = f == "-" ? "stdin" : f;
+            ObservationRules rules{[&](std::string_view id) { return known.contains(std::string(id)); },
+                                   wall_now(), config.future_tolerance};
+            auto parsed = parse_observations_csv(content, label, rules);
+            for (const auto& e : parsed.errors) std::cout << e.format() << "\n";
+            if (!parsed.errors.empty()) status = 1;
+            fs::create_directories(config.spool_dir);
+            std::string name = (f == "-" ? "stdin-" + std::to_string(::getpid()) + ".csv"
+                                         : fs::path(f).filename().string());
+            if (!name.ends_with(".csv")) name += ".csv";
+            auto tmp = config.spool_dir / ("." + name + ".tmp");
+            {
+                std::ofstream out(tmp, std::ios::binary);
+                out << content;
+                if (!out.flush()) throw std::runtime_error(tmp.string() + ": cannot write");
+            }
+            fs::rename(tmp, config.spool_dir / name);
+            std::cout << label << ": " << parsed.rows.size() << " rows valid, " << parsed.errors.size()
+                      << " rejected; handed to the running daemon (pid " << daemon << ")\n";
+        }
+        return status;
+    }
+    Store store(config.state_dir / "ewsd.db");
+    std::set<std::string> known;
+    for (auto& l : store.localities()) known.insert(l.id);
+    ObservationRules rules{[&](std::string_view id) { return known.contains(std::string(id)); },
+                           wall_now(), config.future_tolerance};
+    for (const auto& f : files) {
+        fs::path path = f;
+        fs::path tmp;
+        if (f == "-") {
+            tmp = fs::temp_directory_path() / ("ewsctl-stdin-" + std::to_string(::getpid()) + ".csv");
+            std::ofstream(tmp, std::ios::binary) << std::cin.rdbuf();
+            path = tmp;
+        }
+        auto out = ingest_file(path, store, rules, config.policy);
+        if (!tmp.empty()) fs::remove(tmp);
+        for (const auto& e : out.errors) std::cout << e.format() << "\n";
+        if (!out.errors.empty()) status = 1;
+        if (out.duplicate)
+            std::cout << f << ": already ingested, nothing changed\n";
+        else
+            std::cout << f << ": " << out.rows.size() << " rows committed, " << out.errors.size()
+                      << " rejected" << (out.committed ? "" : " (file rejected, nothing committed)")
+                      << "\n";
+    }
+    return status;
+}
+
+int cmd_localities_import(const Config& config, const std::string& file) {
+    auto parsed = parse_localities_csv(read_file(file), file);
+    for (const auto& e : parsed.errors) std::cout << e.format() << "\n";
+    if (!parsed.errors.empty()) {
+        std::cout << file << ": " << parsed.errors.size() << " errors, nothing imported\n";
+        return 1;
+    }
+    fs::create_directories(config.state_dir);
+    Store store(config.state_dir / "ewsd.db");
+    store.upsert_localities(parsed.rows);
+    std::cout << file << ": " << parsed.rows.size() << " localities created or updated\n";
+    if (pid_t pid = running_daemon(config); pid > 0) {
+        ::kill(pid, SIGHUP);
+        std::cout << "asked the running daemon (pid " << pid << ") to reload\n";
+    }
+    return 0;
+}
+
+int cmd_evaluate(const Config& config, const std::string& at) {
+    if (pid_t pid = running_daemon(config); pid != 0) {
+        std::cerr << "ewsctl: a daemon (pid " << pid << ") owns " << config.state_dir.string()
+                  << " and evaluates on its own; use `ewsd --once` only when it is stopped\n";
+        return 1;
+    }
+    TimePoint now = wall_now();
+    if (!at.empty()) {
+        auto t = parse_time(at);
+        if (!t) {
+            std::cerr << "ewsctl: --at '" << at << "': expected an RFC 3339 date or UTC date-time\n";
+            return 2;
+        }
+        now = *t;
+    }
+    Pipeline pipeline(config);
+    for (const auto& r : pipeline.plugins().refused)
+        std::cerr << "plugin refused: " << r.file.string() << ": " << r.reason << "\n";
+    auto rows = pipeline.evaluate(now, true);
+    std::cout << "evaluated " << pipeline.last_evaluation().localities_assessed << " localities at "
+              << format_time(now) << ": " << rows.size()
+              << " events written to the outbox (published by the daemon's replay)\n";
+    auto open = pipeline.open_alerts();
+    std::cout << "open alerts: " << open[1] << " watch, " << open[2] << " warning, " << open[3]
+              << " critical\n";
+    return 0;
+}
+
+std::string query(const std::string& endpoint, const std::string& request) {
+    zmq::context_t ctx;
+    zmq::socket_t s(ctx, zmq::socket_type::req);
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::rcvtimeo, 3000);
+    s.connect(endpoint);
+    s.send(zmq::buffer(request));
+    zmq::message_t reply;
+    if (!s.recv(reply)) throw std::runtime_error("no answer from " + endpoint + " within 3 s (is ewsd running?)");
+    return reply.to_string();
+}
+
+int cmd_status(const Config& config) {
+    if (config.query_bind.empty()) {
+        std::cerr << "ewsctl: no [query] bind in " << config.file.string() << "\n";
+        return 1;
+    }
+    std::string endpoint = config.query_bind;
+    // A wildcard bind address is reached on loopback.
+    for (const char* any : {"tcp://*:", "tcp://0.0.0.0:"})
+        if (endpoint.starts_with(any)) endpoint = "tcp://127.0.0.1:" + endpoint.substr(std::strlen(any));
+    auto reply = nlohmann::json::parse(query(endpoint, R"({"op":"status"})"));
+    std::cout << reply.dump(2) << "\n";
+    return 0;
+}
+
+int cmd_alerts(const Config& config) {
+    Store store(config.state_dir / "ewsd.db");
+    std::map<std::string, Locality> locs;
+    for (auto& l : store.localities()) locs[l.id] = l;
+    int n = 0;
+    for (const auto& s : store.alert_states()) {
+        if (s.level == Level::none) continue;
+        const auto& l = locs[s.locality];
+        std::cout << to_string(s.level) << "\t" << s.alert_id << "\t" << l.region << "\t" << l.name
+                  << "\tscore " << s.score << "\topened " << (s.opened_at ? format_time(*s.opened_at) : "")
+                  << "\n";
+        ++n;
+    }
+    std::cout << n << " open alerts\n";
+    return 0;
+}
+
+int cmd_plugins(const Config& config) {
+    auto set = load_plugins(config.plugin_dir, config.plugin_params);
+    for (const auto& p : set.loaded)
+        std::cout << "loaded   " << p.name() << " " << p.descriptor.version << "  " << p.file.string() << "\n";
+    for (const auto& r : set.refused)
+        std::cout << "refused  " << r.file.string() << ": " << r.reason << "\n";
+    return set.refused.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App cli{"ewsctl: operate ewsd (ingest, localities, evaluate, status, alerts, demo data)"};
+    cli.require_subcommand(1);
+    std::string config_file = "/etc/ewsd/ewsd.toml";
+    cli.add_option("-c,--config", config_file, "configuration file (TOML)");
+
+    std::vector<std::string> ingest_files;
+    auto* ingest = cli.add_subcommand("ingest", "validate and store observation files (CSV; '-' = stdin)");
+    ingest->add_option("files", ingest_files, "files")->required();
+
+    std::string localities_file;
+    auto* localities = cli.add_subcommand("localities", "manage the locality table");
+    localities->require_subcommand(1);
+    auto* loc_import = localities->add_subcommand("import", "create or update localities from CSV");
+    loc_import->add_option("file", localities_file, "CSV: id,name,region,population,neighbours")->required();
+
+    std::string at;
+    auto* evaluate = cli.add_subcommand("evaluate", "evaluate every locality once (no daemon running)");
+    evaluate->add_option("--at", at, "evaluate as of this time (RFC 3339)");
+
+    auto* status = cli.add_subcommand("status", "ask the running daemon for its status");
+    auto* alerts = cli.add_subcommand("alerts", "list open alerts");
+    auto* plugins = cli.add_subcommand("plugins", "list the plugins in plugin_dir, loaded and refused");
+
+    demo::Options gen;
+    std::string gen_dir, gen_end;
+    auto* gen_demo = cli.add_subcommand("gen-demo", "write a synthetic demo country and its history");
+    gen_demo->add_option("dir", gen_dir, "output directory")->required();
+    gen_demo->add_option("--localities", gen.localities, "number of localities")->check(CLI::Range(1, 10000000));
+    gen_demo->add_option("--years", gen.years, "years of history")->check(CLI::Range(1, 50));
+    gen_demo->add_option("--seed", gen.seed, "random seed");
+    gen_demo->add_option("--end", gen_end, "last day of history (default: today)");
+    gen_demo->add_option("--feed-weeks", gen.feed_weeks, "last weeks written as feed/ files")->check(CLI::Range(0, 520));
+
+    try {
+        cli.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return cli.exit(e) == 0 ? 0 : 2;
+    }
+    spdlog::set_level(spdlog::level::warn);
+
+    try {
+        if (gen_demo->parsed()) {
+            gen.dir = gen_dir;
+            gen.end = std::chrono::floor<std::chrono::days>(wall_now());
+            if (!gen_end.empty()) {
+                auto t = parse_time(gen_end);
+                if (!t) {
+                    std::cerr << "ewsctl: --end '" << gen_end << "': expected a date\n";
+                    return 2;
+                }
+                gen.end = std::chrono::floor<std::chrono::days>(*t);
+            }
+            if (::isatty(STDERR_FILENO))
+                gen.progress = [](double f) { std::cerr << "\rgenerating " << int(f * 100) << "%" << std::flush; };
+            auto s = demo::generate(gen);
+            if (gen.progress) std::cerr << "\r";
+            std::cout << gen_dir << ": " << s.localities << " localities (" << s.rising << " deteriorating), "
+                      << s.observations << " observations, " << s.feed_files << " feed files\n";
+            return 0;
+        }
+        Config config;
+        try {
+            config = load_config(config_file);
+        } catch (const std::exception& e) {
+            std::cerr << e.what() << "\n";
+            return 1;
+        }
+        if (ingest->parsed()) return cmd_ingest(config, ingest_files);
+        if (loc_import->parsed()) return cmd_localities_import(config, localities_file);
+        if (evaluate->parsed()) return cmd_evaluate(config, at);
+        if (status->parsed()) return cmd_status(config);
+        if (alerts->parsed()) return cmd_alerts(config);
+        if (plugins->parsed()) return cmd_plugins(config);
+    } catch (const std::exception& e) {
+        std::cerr << "ewsctl: " << e.what() << "\n";
+        return 1;
+    }
+    return 2;
+}
