@@ -169,7 +169,7 @@ private:
             auto rows = pipeline_.evaluate(now(), full);
             for (const auto& row : rows) publisher_.send(row);
             const auto& st = pipeline_.last_evaluation();
-            spdlog::log(rows.empty() ? spdlog::level::debug : spdlog::level::info,
+            spdlog::log(rows.empty() && !full ? spdlog::level::debug : spdlog::level::info,
                         "evaluation ({}): {} localities in {} ms, {} events published",
                         full ? "full" : "incremental", st.localities_assessed, st.duration.count(),
                         rows.size());

@@ -69,6 +69,7 @@ public:
                 throw sdk::ConfigError("sentinels",
                                        "parameter 'sentinels' has an empty category name");
         s.min_count = number_param(params, specs, "min_count");
+        s.full_decades = number_param(params, specs, "full_decades");
         s.history_full_days = integer_param(params, specs, "history_full_days");
         s.max_age_days = integer_param(params, specs, "max_age_days");
         settings_ = std::move(s);
@@ -82,6 +83,7 @@ public:
 
         double observed = 0;       // severity-weighted, in the window
         double baseline = 0;       // severity-weighted, in the baseline
+        double squared = 0;        // sum of weight^2 x count, window and baseline
         double window_count = 0;   // raw counts
         double baseline_count = 0;
         std::vector<double> sentinel_counts(s.sentinels.size(), 0.0);
@@ -102,6 +104,7 @@ public:
                 points.begin(), points.end(), baseline_start,
                 [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
             for (const auto& p : std::span(first, points.end())) {
+                if (p.time > baseline_start) squared += w * w * p.value;
                 if (p.time > window_start) {
                     observed += w * p.value;
                     window_count += p.value;
@@ -121,7 +124,12 @@ public:
 
         const double scale = static_cast<double>(s.window_days) / static_cast<double>(s.baseline_days);
         const double expected = baseline * scale + s.expected_floor;
-        const double exceedance = poisson_exceedance(observed, expected);
+        // A severity-weighted count is over-dispersed: one abduction adds 3 at once. Scaled as
+        // quasi-Poisson by the dispersion phi = sum(w^2 n) / sum(w n), the count O/phi is
+        // compared with Poisson(E/phi); with a single category this is the raw count.
+        const double weighted_total = observed + baseline;
+        const double phi = weighted_total > 0 ? std::max(1.0, squared / weighted_total) : 1.0;
+        const double exceedance = poisson_surprise(observed / phi, expected / phi, s.full_decades);
         const bool any_sentinel = std::any_of(sentinel_counts.begin(), sentinel_counts.end(),
                                               [](double c) { return c > 0; });
         const bool few = observed < s.min_count && !any_sentinel;
@@ -179,6 +187,7 @@ private:
         double expected_floor = 0.5;
         std::vector<std::string> sentinels;
         double min_count = 3;
+        double full_decades = 3;
         std::int64_t history_full_days = 180;
         std::int64_t max_age_days = 60;
     };
@@ -208,6 +217,8 @@ private:
              std::nullopt, "categories of which one report holds the locality at watch"},
             {"min_count", T::number, d.min_count, 0, 1e6,
              "weighted count below which, without a sentinel, the score is halved"},
+            {"full_decades", T::number, d.full_decades, 0.5, 20,
+             "score 1 when a count this high has chance 10^-full_decades under the usual level"},
             {"history_full_days", T::integer, d.history_full_days, 1, 3660,
              "days of incident history needed for full confidence"},
             {"max_age_days", T::integer, d.max_age_days, 1, 3660,
@@ -247,16 +258,23 @@ private:
         return v;
     }
 
-    // Returns: P(X < floor(observed)) for X ~ Poisson(expected), i.e. how surely a count this
-    // high is not chance; 0 when observed does not exceed expected. expected > 0.
-    static double poisson_exceedance(double observed, double expected) {
+    // Returns: how surprising a count this high is under the usual level, on a log scale:
+    // min(1, -log10(P(X >= floor(observed))) / full_decades) for X ~ Poisson(expected);
+    // 0 when observed does not exceed expected. expected > 0.
+    // The log scale matters: the plain probability P(X < k) spreads quiet localities evenly
+    // over 0..1 (it is uniform under the null), while the tail's order of magnitude stays
+    // near 0 for chance and reaches 1 only for counts chance would give once in 10^decades.
+    static double poisson_surprise(double observed, double expected, double full_decades) {
         if (!(observed > expected)) return 0;
         const double k = std::floor(observed);
         if (k < 1) return 0;
         // Plain double arithmetic: promotion to long double buys nothing at this precision
         // and costs a third of the evaluation time.
         using Policy = boost::math::policies::policy<boost::math::policies::promote_double<false>>;
-        return boost::math::cdf(boost::math::poisson_distribution<double, Policy>(expected), k - 1);
+        const double tail = boost::math::cdf(
+            boost::math::complement(boost::math::poisson_distribution<double, Policy>(expected), k - 1));
+        if (!(tail > 0)) return 1;
+        return std::min(1.0, -std::log10(tail) / full_decades);
     }
 
     static std::chrono::seconds days(std::int64_t n) { return std::chrono::seconds{n * 86400}; }

@@ -7,6 +7,8 @@
 
 #include <ews/sdk/indicator.hpp>
 
+#include <boost/math/distributions/binomial.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -41,6 +43,7 @@ public:
         s.prior_strength = number_param(params, specs, "prior_strength");
         s.full_ratio = number_param(params, specs, "full_ratio");
         s.min_rate = number_param(params, specs, "min_rate");
+        s.full_decades = number_param(params, specs, "full_decades");
         s.min_enrolment = number_param(params, specs, "min_enrolment");
         s.full_baseline_periods = integer_param(params, specs, "full_baseline_periods");
         s.max_age_days = integer_param(params, specs, "max_age_days");
@@ -93,7 +96,11 @@ public:
         const double rate_s = shrink(d, n, p0, k);
         const double base_s = shrink(own.dropouts, own.enrolled, p0, k);
         const double ratio = rate_s / std::max(base_s, s.min_rate);
-        const double score = clamp01((ratio - 1) / (s.full_ratio - 1));
+        // The ratio says how large the rise is; the binomial tail says whether chance could
+        // give it. A small school's 3 dropouts against a usual 0.6 is a large ratio but no
+        // surprise, so the score is the smaller of the two.
+        const double surprise = binomial_surprise(d, n, base_s, s.full_decades);
+        const double score = clamp01(std::min((ratio - 1) / (s.full_ratio - 1), surprise));
 
         double confidence = std::min(1.0, n / s.min_enrolment) *
                             std::min(1.0, static_cast<double>(own.periods) /
@@ -126,17 +133,34 @@ public:
         v.push_back({"adjusted_usual_rate", base_s, false});
         v.push_back({"prior_rate", p0, false});
         v.push_back({"ratio", ratio, false});
+        v.push_back({"surprise", surprise, false});
         v.push_back({"baseline_periods", static_cast<double>(own.periods), false});
         return a;
     }
 
 private:
+    // Returns: min(1, -log10(P(X >= d)) / decades) for X ~ Binomial(round(n), p); 0 when d
+    // does not exceed the expected n * p.
+    static double binomial_surprise(double d, double n, double p, double decades) {
+        const double trials = std::max(1.0, std::round(n));
+        const double k = std::min(std::floor(d), trials);
+        if (!(k > trials * p) || k < 1) return 0;
+        if (!(p > 0)) return 1;
+        if (p >= 1) return 0;
+        using Policy = boost::math::policies::policy<boost::math::policies::promote_double<false>>;
+        const double tail = boost::math::cdf(boost::math::complement(
+            boost::math::binomial_distribution<double, Policy>(trials, p), k - 1));
+        if (!(tail > 0)) return 1;
+        return std::min(1.0, -std::log10(tail) / decades);
+    }
+
     struct Settings {
         std::int64_t baseline_days = 365;
         double prior_rate = 0.01;
         double prior_strength = 200;
         double full_ratio = 3;
         double min_rate = 0.001;
+        double full_decades = 3;
         double min_enrolment = 100;
         std::int64_t full_baseline_periods = 6;
         std::int64_t max_age_days = 62;
@@ -161,6 +185,8 @@ private:
              "children's worth of weight given to the prior when shrinking rates"},
             {"full_ratio", T::number, d.full_ratio, 1.1, 100,
              "latest/usual rate ratio that scores 1"},
+            {"full_decades", T::number, d.full_decades, 0.5, 20,
+             "the surprise term is 1 when chance gives this many dropouts once in 10^full_decades"},
             {"min_rate", T::number, d.min_rate, 1e-6, 1,
              "lower bound of the usual rate, so a near-zero baseline cannot explode the ratio"},
             {"min_enrolment", T::number, d.min_enrolment, 1, 1e7,

@@ -81,6 +81,10 @@ bind = "{self.query}"
 raise_after = 1
 clear_after = 2
 
+[scoring.levels.watch]
+raise = 45
+clear = 35
+
 [privacy]
 min_cell = 5
 

@@ -260,14 +260,16 @@ TEST_CASE("community_incidents: the usual weekly level scores 0", "[plugins]") {
     CHECK(a.floor == Floor::none);
 }
 
-TEST_CASE("community_incidents: a rise scores its Poisson exceedance", "[plugins]") {
+TEST_CASE("community_incidents: a rise scores its Poisson surprise", "[plugins]") {
     const auto plugin = configured<ews::plugins::CommunityIncidents>();
     const auto now = day(2026, 6, 1);
     MemoryLocality loc{"L1", "Village", "KE/KE-03", 2000.0};
     add_weeks(loc, "incident.violence_against_children", now, 1, {1, 1, 2, 2});
     const auto a = plugin.assess(loc.view(now), now);
-    // O = 6 * 2 = 12, E = 8.5: score = P(X <= 11 | Poisson(8.5)) = 0.848662
-    CHECK(a.score == Approx(0.848662).epsilon(1e-4));
+    // O = 6 * 2 = 12, E = 8.5; one category of weight 2, so dispersion phi = 2:
+    // P(X >= 12 / 2 | Poisson(8.5 / 2)) = P(X >= 6 | 4.25) = 0.255061;
+    // score = -log10(0.255061) / 3 = 0.197785
+    CHECK(a.score == Approx(0.197785).epsilon(1e-4));
     CHECK(value_of(a, "weighted_observed") == 12);
     CHECK(value_of(a, "incidents") == 6);
     CHECK(find_value(a, "incidents")->is_count);
@@ -282,8 +284,9 @@ TEST_CASE("community_incidents: a single report with no history is damped", "[pl
     MemoryLocality loc{"L1", "Village", "KE/KE-03"};
     loc.add("incident.armed_violence", days_before(now, 3), 1);
     const auto a = plugin.assess(loc.view(now), now);
-    // O = 1.5 (floor 1), E = 0.5: P(X <= 0) = e^-0.5 = 0.606531; O < min_count 3 -> x 0.5
-    CHECK(a.score == Approx(0.303265).epsilon(1e-4));
+    // O = 1.5, E = 0.5, phi = 1.5: P(X >= 1 | Poisson(1/3)) = 1 - e^(-1/3) = 0.283469;
+    // -log10 / 3 = 0.182498; O < min_count 3 -> x 0.5 = 0.091249
+    CHECK(a.score == Approx(0.091249).epsilon(1e-4));
     CHECK(a.confidence == Approx(3.0 / 180.0));  // 3 days of history
     CHECK(a.evidence.text.find("few reports") != std::string::npos);
 }
@@ -295,9 +298,10 @@ TEST_CASE("community_incidents: a sentinel category holds the locality at watch"
     MemoryLocality loc{"L1", "Village", "KE/KE-03"};
     loc.add("incident.recruitment_attempt", days_before(now, 2), 1);
     const auto a = plugin.assess(loc.view(now), now);
-    // O = 3, E = 0.5: P(X <= 2) = e^-0.5 (1 + 0.5 + 0.125) = 0.985612; not halved.
+    // O = 3, E = 0.5, phi = 3: P(X >= 1 | Poisson(1/6)) = 1 - e^(-1/6) = 0.153518;
+    // -log10 / 3 = 0.271280; not halved.
     CHECK(a.floor == Floor::watch);
-    CHECK(a.score == Approx(0.985612).epsilon(1e-4));
+    CHECK(a.score == Approx(0.271280).epsilon(1e-4));
     CHECK(a.evidence.text.find("recruitment attempt reported, verify") != std::string::npos);
     REQUIRE(find_value(a, "recruitment_attempt"));
     CHECK(find_value(a, "recruitment_attempt")->is_count);
