@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <memory>
@@ -89,10 +90,12 @@ TEST_CASE("school_dropout: a steady rate scores near 0", "[plugins]") {
     // p0 = 0.01 (no neighbours), k = 200.
     // latest:   (3 + 2) / (500 + 200)        = 0.0071429
     // baseline: (36 + 2) / (6000 + 200)      = 0.0061290 (12 periods)
-    // ratio 1.16541 -> score (1.16541 - 1) / (3 - 1) = 0.082707
+    // ratio 1.165414 -> ratio term (1.165414 - 1) / (3 - 1) = 0.082707;
+    // surprise: d = 3 <= n * b_s = 500 * 0.0061290 = 3.064516 -> 0; score = min = 0.
     CHECK(a.status == Status::ok);
-    CHECK(a.score == Approx(0.082707).epsilon(1e-4));
-    CHECK(a.score < 0.1);
+    CHECK(value_of(a, "ratio") == Approx(1.165414).epsilon(1e-4));
+    CHECK(value_of(a, "surprise") == 0);
+    CHECK(a.score == 0);
     CHECK(a.confidence == Approx(1.0));  // 500 >= 100 enrolled, 12 >= 6 periods
     CHECK(a.newest == day(2026, 1, 1));
     CHECK(value_of(a, "baseline_periods") == 12);
@@ -105,21 +108,47 @@ TEST_CASE("school_dropout: a steady rate scores near 0", "[plugins]") {
 
 TEST_CASE("school_dropout: a spike scores by its shrunk ratio to the usual rate", "[plugins]") {
     const auto plugin = configured<ews::plugins::SchoolDropout>();
+    MemoryLocality loc{"L1", "Town", "KE/KE-03"};
+    add_year(loc, 2000, 12);
+    add_month(loc, day(2026, 1, 1), 2000, 32);
+    const auto now = day(2026, 1, 10);
+    const auto a = plugin.assess(loc.view(now), now);
+    // latest (32 + 2) / 2200 = 0.0154545; baseline (144 + 2) / 24200 = 0.0060331
+    // ratio 2.561644 -> ratio term (2.561644 - 1) / 2 = 0.780822
+    // surprise: P(X >= 32 | Binomial(2000, 0.0060331)) = 1.26182e-06, -log10 = 5.899 -> 1;
+    // score = min(0.780822, 1) = 0.780822
+    CHECK(a.score == Approx(0.780822).epsilon(1e-4));
+    CHECK(value_of(a, "ratio") == Approx(2.561644).epsilon(1e-4));
+    CHECK(value_of(a, "surprise") == 1.0);
+
+    // Three times the usual rate and more saturates at 1.
+    MemoryLocality worse{"L2", "Town", "KE/KE-03"};
+    add_year(worse, 500, 3);
+    add_month(worse, day(2026, 1, 1), 500, 25);
+    // latest 27 / 700 = 0.0385714, ratio 6.293233 -> 2.646617; surprise
+    // P(X >= 25 | Binomial(500, 0.0061290)) = 3.06801e-15 -> 1; score = min -> 1
+    CHECK(plugin.assess(worse.view(now), now).score == 1.0);
+}
+
+TEST_CASE("school_dropout: a rise chance could give is capped by its binomial surprise",
+          "[plugins]") {
+    const auto plugin = configured<ews::plugins::SchoolDropout>();
     MemoryLocality loc{"L1", "Village", "KE/KE-03"};
     add_year(loc, 500, 3);
     add_month(loc, day(2026, 1, 1), 500, 8);
     const auto now = day(2026, 1, 10);
     const auto a = plugin.assess(loc.view(now), now);
     // latest (8 + 2) / 700 = 0.0142857; baseline 38 / 6200 = 0.0061290
-    // ratio 2.330827 -> score (2.330827 - 1) / 2 = 0.665414
-    CHECK(a.score == Approx(0.665414).epsilon(1e-4));
+    // ratio 2.330827 -> ratio term (2.330827 - 1) / 2 = 0.665414
+    // surprise: P(X >= 8 | Binomial(500, 0.0061290)) = 0.0130763, -log10 = 1.883518,
+    // / 3 decades = 0.627839; score = min(0.665414, 0.627839) = 0.627839
     CHECK(value_of(a, "ratio") == Approx(2.330827).epsilon(1e-4));
+    CHECK(value_of(a, "surprise") == Approx(0.627839).epsilon(1e-4));
+    CHECK(a.score == Approx(0.627839).epsilon(1e-4));
 
-    // Three times the usual rate and more saturates at 1.
-    MemoryLocality worse{"L2", "Town", "KE/KE-03"};
-    add_year(worse, 500, 3);
-    add_month(worse, day(2026, 1, 1), 500, 25);
-    CHECK(plugin.assess(worse.view(now), now).score == 1.0);
+    // full_decades 1.5: surprise 1.883518 / 1.5 -> 1, so the ratio term decides: 0.665414
+    const auto lenient = configured<ews::plugins::SchoolDropout>({{"full_decades", 1.5}});
+    CHECK(lenient.assess(loc.view(now), now).score == Approx(0.665414).epsilon(1e-4));
 }
 
 TEST_CASE("school_dropout: the enrolment in force at each period is used", "[plugins]") {
@@ -130,16 +159,18 @@ TEST_CASE("school_dropout: the enrolment in force at each period is used", "[plu
     loc.add("school.enrolled", day(2025, 7, 1), 500);
     for (unsigned m = 1; m <= 6; ++m) loc.add("school.dropouts", day(2025, m, 1), 6);
     for (unsigned m = 7; m <= 12; ++m) loc.add("school.dropouts", day(2025, m, 1), 3);
-    loc.add("school.dropouts", day(2026, 1, 1), 3);
+    loc.add("school.dropouts", day(2026, 1, 1), 6);
     // An enrolment dated after the latest period is not the one in force.
     loc.add("school.enrolled", day(2026, 1, 5), 5000);
     const auto now = day(2026, 1, 10);
     const auto a = plugin.assess(loc.view(now), now);
-    // baseline: (36 + 18 + 2) / (6000 + 3000 + 200) = 0.0060870; latest 5/700 = 0.0071429
-    // ratio 1.173469 -> score 0.086735
+    // baseline: (36 + 18 + 2) / (6000 + 3000 + 200) = 0.0060870; latest 8/700 = 0.0114286
+    // ratio 1.877551 -> ratio term 0.438776
+    // surprise: P(X >= 6 | Binomial(500, 0.0060870)) = 0.0877447, -log10 = 1.056779 -> 0.352260
+    // score = min = 0.352260 (with 5000 in force, 6 <= 5000 * b_s and the score would be 0)
     CHECK(value_of(a, "enrolled") == 500);
     CHECK(value_of(a, "usual_rate") == Approx(54.0 / 9000.0));
-    CHECK(a.score == Approx(0.086735).epsilon(1e-4));
+    CHECK(a.score == Approx(0.352260).epsilon(1e-4));
 }
 
 TEST_CASE("school_dropout: a small school's single dropout is shrunk toward the prior",
@@ -158,9 +189,12 @@ TEST_CASE("school_dropout: a small school's single dropout is shrunk toward the 
     const auto s = plugin.assess(small.view(now), now);
     const auto b = plugin.assess(large.view(now), now);
     // small: latest (1 + 2) / 220 = 0.013636, baseline (1 + 2) / 320 = 0.009375,
-    //        ratio 1.454545 -> score 0.227273; confidence 20/100 * 6/6 = 0.2
+    //        ratio 1.454545 -> ratio term 0.227273; surprise
+    //        P(X >= 1 | Binomial(20, 0.009375)) = 0.171704 -> 0.765220 / 3 = 0.255073;
+    //        score = min = 0.227273; confidence 20/100 * 6/6 = 0.2
     // large: latest (50 + 2) / 1200 = 0.043333, baseline (30 + 2) / 6200 = 0.005161,
-    //        ratio 8.4 -> score 1; confidence 1
+    //        ratio 8.395833 -> 1; surprise P(X >= 50 | Binomial(1000, 0.005161)) = 3.3e-32
+    //        -> 1; score 1; confidence 1
     CHECK(s.score == Approx(0.227273).epsilon(1e-4));
     CHECK(s.confidence == Approx(0.2));
     CHECK(b.score == 1.0);
@@ -174,7 +208,9 @@ TEST_CASE("school_dropout: the neighbours' pooled rate is the prior", "[plugins]
     MemoryLocality loc{"L1", "Village", "KE/KE-03"};
     add_month(loc, day(2026, 1, 1), 500, 10);  // 2%, no earlier periods
     // Without neighbours p0 = 0.01: latest 12/700 = 0.017143, baseline = p0,
-    // ratio 1.714286 -> score 0.357143; confidence 0 (no baseline periods).
+    // ratio 1.714286 -> ratio term 0.357143; surprise P(X >= 10 | Binomial(500, 0.01))
+    // = 0.0311021 -> 1.507210 / 3 = 0.502403; score = min = 0.357143;
+    // confidence 0 (no baseline periods).
     const auto alone = plugin.assess(loc.view(now), now);
     CHECK(alone.score == Approx(0.357143).epsilon(1e-4));
     CHECK(alone.confidence == 0);
@@ -184,10 +220,12 @@ TEST_CASE("school_dropout: the neighbours' pooled rate is the prior", "[plugins]
     add_year(nb, 1000, 20);
     loc.add_neighbour(nb);
     // p0 = (240 + 200 * 0.01) / (12000 + 200) = 0.0198361
-    // latest (10 + 200 p0) / 700 = 0.0199532; ratio 1.005902 -> score 0.002951
+    // latest (10 + 200 p0) / 700 = 0.0199532; ratio 1.005903 -> ratio term 0.002952;
+    // surprise P(X >= 10 | Binomial(500, 0.0198361)) = 0.532935 -> 0.091109;
+    // score = min = 0.002952
     const auto a = plugin.assess(loc.view(now), now);
     CHECK(value_of(a, "prior_rate") == Approx(0.0198361).epsilon(1e-4));
-    CHECK(a.score == Approx(0.002951).epsilon(1e-2));
+    CHECK(a.score == Approx(0.002952).epsilon(1e-2));
 }
 
 TEST_CASE("school_dropout: an old latest period is stale with halved confidence",
@@ -199,7 +237,7 @@ TEST_CASE("school_dropout: an old latest period is stale with halved confidence"
     const auto now = days_before(day(2026, 1, 1), -63);  // 63 days after, max_age_days 62
     const auto a = plugin.assess(loc.view(now), now);
     CHECK(a.status == Status::stale);
-    CHECK(a.score == Approx(0.665414).epsilon(1e-4));  // still computed
+    CHECK(a.score == Approx(0.627839).epsilon(1e-4));  // still computed, as in the cap test
     CHECK(a.confidence == Approx(0.5));
     CHECK(a.newest == day(2026, 1, 1));
 
@@ -216,7 +254,9 @@ TEST_CASE("school_dropout: data after now is not used", "[plugins]") {
     const auto now = day(2026, 1, 10);
     const auto a = plugin.assess(loc.view(now), now);
     CHECK(a.newest == day(2026, 1, 1));
-    CHECK(a.score == Approx(0.082707).epsilon(1e-4));
+    // The steady case: 3 of 500 scores 0; the future 40 would score 1.
+    CHECK(value_of(a, "dropouts") == 3);
+    CHECK(a.score == 0);
     // Also when handed a view cut later than `now`.
     const auto b = plugin.assess(loc.view(day(2026, 3, 1)), now);
     CHECK(b.newest == day(2026, 1, 1));
@@ -270,12 +310,33 @@ TEST_CASE("community_incidents: a rise scores its Poisson surprise", "[plugins]"
     // P(X >= 12 / 2 | Poisson(8.5 / 2)) = P(X >= 6 | 4.25) = 0.255061;
     // score = -log10(0.255061) / 3 = 0.197785
     CHECK(a.score == Approx(0.197785).epsilon(1e-4));
+    CHECK(value_of(a, "exceedance") == Approx(0.197785).epsilon(1e-4));
     CHECK(value_of(a, "weighted_observed") == 12);
     CHECK(value_of(a, "incidents") == 6);
     CHECK(find_value(a, "incidents")->is_count);
     // Rates per 10,000 children: 6 / 2000 * 1e4 = 30; usual 52 * 28/364 / 2000 * 1e4 = 20.
     CHECK(value_of(a, "incidents_per_10k") == Approx(30));
     CHECK(value_of(a, "usual_per_10k") == Approx(20));
+
+    // full_decades 1: the same tail scores -log10(0.255061) / 1 = 0.593356.
+    const auto keen = configured<ews::plugins::CommunityIncidents>({{"full_decades", 1.0}});
+    CHECK(keen.assess(loc.view(now), now).score == Approx(0.593356).epsilon(1e-4));
+}
+
+TEST_CASE("community_incidents: mixed severities are scored as quasi-Poisson", "[plugins]") {
+    const auto plugin = configured<ews::plugins::CommunityIncidents>();
+    const auto now = day(2026, 6, 1);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    add_weeks(loc, "incident.violence_against_children", now, 1, {1, 1, 2, 2});  // weight 2
+    add_weeks(loc, "incident.drug_trafficking", now, 1, {1, 1, 1, 1});          // weight 1
+    const auto a = plugin.assess(loc.view(now), now);
+    // O = 6 * 2 + 4 * 1 = 16; baseline 52 * 2 + 52 * 1 = 156, E = 156 * 28/364 + 0.5 = 12.5
+    // phi over window and baseline = (4 * 58 + 1 * 56) / (16 + 156) = 288 / 172 = 1.674419
+    // O/phi = 9.555556 -> k = 9; E/phi = 7.465278; P(X >= 9 | 7.465278) = 0.333270;
+    // score = -log10(0.333270) / 3 = 0.159068 (plain Poisson, phi = 1, would give 0.237421)
+    CHECK(value_of(a, "weighted_observed") == 16);
+    CHECK(value_of(a, "weighted_expected") == Approx(12.5));
+    CHECK(a.score == Approx(0.159068).epsilon(1e-4));
 }
 
 TEST_CASE("community_incidents: a single report with no history is damped", "[plugins]") {
@@ -305,9 +366,10 @@ TEST_CASE("community_incidents: a sentinel category holds the locality at watch"
     CHECK(a.evidence.text.find("recruitment attempt reported, verify") != std::string::npos);
     REQUIRE(find_value(a, "recruitment_attempt"));
     CHECK(find_value(a, "recruitment_attempt")->is_count);
-    // A sentinel is never damped as a "few reports" count, even below min_count.
+    // A sentinel is never damped as a "few reports" count, even below min_count:
+    // O = 3 < 10 keeps 0.271280 (halved it would be 0.135640).
     const auto strict = configured<ews::plugins::CommunityIncidents>({{"min_count", 10.0}});
-    CHECK(strict.assess(loc.view(now), now).score == Approx(0.985612).epsilon(1e-4));
+    CHECK(strict.assess(loc.view(now), now).score == Approx(0.271280).epsilon(1e-4));
 
     // A sentinel outside the window, or a zero row inside it, raises no floor.
     MemoryLocality old{"L2", "Village", "KE/KE-03"};
@@ -323,14 +385,16 @@ TEST_CASE("community_incidents: weights come from the table, unknown categories 
     const auto now = day(2026, 6, 1);
     MemoryLocality loc{"L1", "Village", "KE/KE-03"};
     loc.add("incident.cattle_raid", days_before(now, 5), 4);
-    // default_weight 1: O = 4, E = 0.5: P(X <= 3) = 0.998248
+    // default_weight 1: O = 4, E = 0.5, phi = 1: P(X >= 4 | 0.5) = 0.00175162,
+    // -log10 = 2.756557 -> 0.918853
     const auto a = configured<ews::plugins::CommunityIncidents>().assess(loc.view(now), now);
-    CHECK(a.score == Approx(0.998248).epsilon(1e-4));
-    // weight 0.5: O = 2 < 3: P(X <= 1) * 0.5 = e^-0.5 * 1.5 * 0.5 = 0.454898
+    CHECK(a.score == Approx(0.918853).epsilon(1e-4));
+    // weight 0.5: O = 2, phi = max(1, 0.25 * 4 / 2) = 1: P(X >= 2 | 0.5) = 1 - 1.5 e^-0.5
+    // = 0.090204, -log10 = 1.044775 -> 0.348258; O < 3 -> x 0.5 = 0.174129
     const auto b = configured<ews::plugins::CommunityIncidents>(
                        {{"weights", std::map<std::string, double>{{"cattle_raid", 0.5}}}})
                        .assess(loc.view(now), now);
-    CHECK(b.score == Approx(0.454898).epsilon(1e-4));
+    CHECK(b.score == Approx(0.174129).epsilon(1e-4));
     // Ingested category names stay out of the text.
     CHECK(a.evidence.text.find("cattle") == std::string::npos);
 }
@@ -592,15 +656,56 @@ TEST_CASE("plugins: configure accepts the described parameters and rejects bad o
     check_parameters<ews::plugins::GroupPresence>();
 }
 
+namespace {
+
+// full_decades divides -log10 of the tail: it is described with its range [0.5, 20] and
+// default 3, and a zero (a division by zero) or a value just outside the range is refused.
+template <class Plugin>
+void check_full_decades() {
+    Plugin plugin;
+    const auto d = plugin.describe();
+    INFO(d.name);
+    const auto spec =
+        std::find_if(d.params.begin(), d.params.end(),
+                     [](const ews::sdk::ParamSpec& s) { return s.name == "full_decades"; });
+    REQUIRE(spec != d.params.end());
+    CHECK(spec->type == ews::sdk::ParamType::number);
+    CHECK(std::get<double>(spec->default_value) == 3.0);
+    REQUIRE(spec->min);
+    REQUIRE(spec->max);
+    CHECK(*spec->min == 0.5);
+    CHECK(*spec->max == 20.0);
+    CHECK_NOTHROW(plugin.configure({{"full_decades", 0.5}}));
+    CHECK_NOTHROW(plugin.configure({{"full_decades", 20.0}}));
+    for (const double bad : {0.0, 0.49, 20.01, -3.0}) {
+        INFO("full_decades " << bad);
+        try {
+            plugin.configure({{"full_decades", bad}});
+            FAIL("out-of-range full_decades accepted");
+        } catch (const ConfigError& e) {
+            CHECK(e.key() == "full_decades");
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("plugins: full_decades is bounded in both count plugins", "[plugins]") {
+    check_full_decades<ews::plugins::SchoolDropout>();
+    check_full_decades<ews::plugins::CommunityIncidents>();
+}
+
 TEST_CASE("plugins: a rejected configuration keeps the previous settings", "[plugins]") {
     ews::plugins::SchoolDropout plugin;
     plugin.configure({{"full_ratio", 2.0}});
-    CHECK_THROWS_AS(plugin.configure({{"full_ratio", 2.0}, {"min_rate", -1.0}}), ConfigError);
-    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
-    add_year(loc, 500, 3);
-    add_month(loc, day(2026, 1, 1), 500, 8);
+    CHECK_THROWS_AS(plugin.configure({{"full_ratio", 3.0}, {"min_rate", -1.0}}), ConfigError);
+    CHECK_THROWS_AS(plugin.configure({{"full_ratio", 3.0}, {"full_decades", 0.0}}), ConfigError);
+    MemoryLocality loc{"L1", "Town", "KE/KE-03"};
+    add_year(loc, 2000, 12);
+    add_month(loc, day(2026, 1, 1), 2000, 32);
     const auto now = day(2026, 1, 10);
-    // full_ratio 2 still in force: (2.330827 - 1) / 1 -> clamped to 1
+    // As in the spike test: ratio 2.561644, surprise 1. full_ratio 2 still in force:
+    // (2.561644 - 1) / 1 -> clamped to 1; full_ratio 3 would give 0.780822.
     CHECK(plugin.assess(loc.view(now), now).score == 1.0);
 }
 
