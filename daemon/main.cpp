@@ -2,6 +2,7 @@
 // over to run_daemon(); everything else lives in the modules.
 #include "app.hpp"
 #include "config.hpp"
+#include "plugin_host.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -44,7 +45,25 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (check_config) {
-        std::cout << config_file << ": configuration is valid\n";
+        // The plugins validate their own [plugins.<name>] tables, so they are loaded too.
+        try {
+            auto plugins = ews::load_plugins(config.plugin_dir, config.plugin_params);
+            for (const auto& r : plugins.refused) {
+                std::string where;
+                for (const auto& [key, location] : config.plugin_param_where)
+                    if (r.reason.find("'" + key.substr(key.find('.') + 1) + "'") != std::string::npos &&
+                        r.file.stem() == key.substr(0, key.find('.')))
+                        where = location + ": ";
+                std::cerr << where << "plugin " << r.file.string() << " refused: " << r.reason << "\n";
+            }
+            if (!plugins.refused.empty()) return 1;
+            std::cout << config_file << ": configuration is valid; plugins loaded:";
+            for (const auto& p : plugins.loaded) std::cout << " " << p.name();
+            std::cout << "\n";
+        } catch (const std::exception& e) {
+            std::cerr << config_file << ": daemon.plugin_dir: " << e.what() << "\n";
+            return 1;
+        }
         return 0;
     }
     spdlog::set_level(spdlog::level::from_str(log_level.empty() ? config.log_level : log_level));

@@ -3,8 +3,8 @@ clear message naming where the problem is, and the daemon keeps serving the good
 import glob
 import os
 import shutil
+import signal
 import subprocess
-import time
 
 from harness import EWSD, PLUGINS, Workspace, check, fail, query, replay_all
 
@@ -32,6 +32,14 @@ def bad_configs():
                   "the %s error names the file and %r: %s" % (name, expect, out.strip()))
             if name != "syntax" and ":" not in out.split(os.path.basename(bad), 1)[1][:6]:
                 fail("the %s error gives no line: %s" % (name, out))
+        # A plugin parameter out of its range: the plugin's own validation, located in the file.
+        bad = os.path.join(ws.dir, "bad-plugin-param.toml")
+        with open(bad, "w") as f:
+            f.write(open(ws.config).read() + "\n[plugins.group_presence]\nhalf_life_days = -4\n")
+        r = subprocess.run([EWSD, "--config", bad, "--check-config"], capture_output=True, text=True)
+        out = r.stdout + r.stderr
+        check(r.returncode == 1 and "half_life_days" in out and "bad-plugin-param.toml:" in out,
+              "--check-config refuses a plugin parameter out of range, naming file and key: %s" % out.strip())
     finally:
         ws.cleanup()
 
@@ -76,6 +84,21 @@ def bad_plugin_and_rows():
 
         status = query(ws.query, {"op": "status"})
         check(status.get("localities") == 60, "the daemon keeps serving queries after bad input")
+
+        # SIGHUP with a broken config keeps the running one; with a good one, reloads it.
+        good = open(ws.config).read()
+        with open(ws.config, "w") as f:
+            f.write(good.replace("[scoring]", "[scoring\n"))
+        ws.daemon.send_signal(signal.SIGHUP)
+        check(ws.wait_log("reload rejected, keeping the running configuration", timeout=10),
+              "a broken config on SIGHUP is rejected and logged")
+        check(ws.daemon.poll() is None and query(ws.query, {"op": "status"}).get("localities") == 60,
+              "the daemon keeps running on the old configuration")
+        with open(ws.config, "w") as f:
+            f.write(good.replace('watch = ["Review with the child-protection committee"]',
+                                 'watch = ["Reviewed playbook"]'))
+        ws.daemon.send_signal(signal.SIGHUP)
+        check(ws.wait_log("configuration reloaded", timeout=10), "a good config on SIGHUP is reloaded")
         replay_all(ws.query, 0)
         bad = query(ws.query, {"op": "replay", "since": "x"})
         check("error" in bad, "a malformed query gets an error reply: %s" % bad)
@@ -86,6 +109,33 @@ def bad_plugin_and_rows():
         shutil.rmtree(plugins, ignore_errors=True)
 
 
+def ewsctl_ingest_reports_rows():
+    ws = Workspace()
+    try:
+        _, trajectories = ws.gen_demo(localities=20, seed=3)
+        some = sorted(trajectories)[0]
+        path = os.path.join(ws.dir, "monitor.csv")
+        with open(path, "w", newline="") as f:
+            f.write("\ufefflocality,time,kind,value,weight,source\r\n")
+            f.write("%s,2026-01-05,incident.armed_violence,2,1,monitor-1\r\n" % some)
+            f.write('%s,2026-01-06,incident.armed_violence,"1",1,"monitor-1"\r\n' % some)
+            f.write("%s,2026-01-07,incident.armed_violence,nan,1,monitor-1\r\n" % some)
+        r = ws.ewsctl("ingest", path, check_rc=False)
+        check(r.returncode == 1, "ewsctl ingest exits 1 when a row is rejected")
+        check("monitor.csv:4:4:" in r.stdout, "the NaN row is reported at line 4, column 4: %s" % r.stdout.strip())
+        check("2 rows committed, 1 rejected" in r.stdout, "BOM, CRLF and quotes accepted; good rows committed")
+        r = ws.ewsctl("ingest", path, check_rc=False)
+        check("already ingested" in r.stdout, "the same file ingested twice changes nothing")
+        with open(os.path.join(ws.dir, "person.csv"), "w") as f:
+            f.write("locality,time,kind,value,child_name\n%s,2026-01-05,incident.abduction,1,x\n" % some)
+        r = ws.ewsctl("ingest", os.path.join(ws.dir, "person.csv"), check_rc=False)
+        check(r.returncode == 1 and "person.csv:1:5:" in r.stdout and "child_name" in r.stdout,
+              "a column that could hold personal data is refused: %s" % r.stdout.strip())
+    finally:
+        ws.cleanup()
+
+
 if __name__ == "__main__":
     bad_configs()
+    ewsctl_ingest_reports_rows()
     bad_plugin_and_rows()
