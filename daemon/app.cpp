@@ -186,7 +186,21 @@ private:
             if (next.publish.size() != pipeline_.config().publish.size() ||
                 next.query_bind != pipeline_.config().query_bind)
                 spdlog::warn("reload: endpoint changes take effect at the next restart");
+            // The new plugin set loads side by side with the running one and replaces it only
+            // when no file in it newly fails to load; otherwise the running set stays. (A file
+            // refused before, such as a stray non-plugin, does not block every reload.)
             PluginSet plugins = load_plugins(next.plugin_dir, next.plugin_params);
+            std::size_t newly_refused = 0;
+            for (const auto& r : plugins.refused) {
+                bool before = false;
+                for (const auto& old : pipeline_.plugins().refused) before |= old.file == r.file;
+                if (before) continue;
+                ++newly_refused;
+                spdlog::error("reload: plugin refused: {}: {}", r.file.string(), r.reason);
+            }
+            if (newly_refused > 0)
+                throw std::runtime_error(std::to_string(newly_refused) +
+                                         " plugin(s) of the new set refused");
             log_plugins(plugins);
             spdlog::set_level(spdlog::level::from_str(next.log_level));
             auto publish = pipeline_.config().publish;
