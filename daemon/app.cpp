@@ -1,6 +1,7 @@
 #include "app.hpp"
 
 #include "pipeline.hpp"
+#include "plugin_checks.hpp"
 #include "publisher.hpp"
 #include "query.hpp"
 
@@ -97,11 +98,12 @@ private:
     int fd_ = -1;
 };
 
-void log_plugins(const PluginSet& set) {
+void log_plugins(const Config& config, const PluginSet& set) {
     for (const auto& p : set.loaded)
         spdlog::info("plugin loaded: {} {} from {}", p.name(), p.descriptor.version, p.file.string());
-    for (const auto& r : set.refused)
-        spdlog::error("plugin refused: {}: {}", r.file.string(), r.reason);
+    for (const auto& r : set.refused) spdlog::error("{}", refusal_text(config, r));
+    for (const auto& q : set.quarantined)
+        spdlog::error("plugin quarantined, not loaded: {}: {}", q.file.string(), q.reason);
     if (set.loaded.empty()) spdlog::warn("no indicator plugin loaded: no locality can be assessed");
 }
 
@@ -126,7 +128,7 @@ public:
           pipeline_(config),
           spool_(config.spool_dir),
           publisher_(context_, config.publish) {
-        log_plugins(pipeline_.plugins());
+        log_plugins(pipeline_.config(), pipeline_.plugins());
         if (!config.query_bind.empty()) query_.emplace(context_, config.query_bind);
         spdlog::info("ewsd {} started: {} localities, {} observations, {} plugins, state {}",
                      EWS_VERSION, pipeline_.engine().locality_count(),
@@ -170,9 +172,10 @@ private:
             for (const auto& row : rows) publisher_.send(row);
             const auto& st = pipeline_.last_evaluation();
             spdlog::log(rows.empty() && !full ? spdlog::level::debug : spdlog::level::info,
-                        "evaluation ({}): {} localities in {} ms, {} events published",
+                        "evaluation ({}): {} localities in {} ms, {} events published, {} "
+                        "assessments failed",
                         full ? "full" : "incremental", st.localities_assessed, st.duration.count(),
-                        rows.size());
+                        rows.size(), st.failed_assessments);
         } catch (const std::exception& e) {
             spdlog::error("evaluation failed, state kept as before: {}", e.what());
         }
@@ -189,19 +192,19 @@ private:
             // The new plugin set loads side by side with the running one and replaces it only
             // when no file in it newly fails to load; otherwise the running set stays. (A file
             // refused before, such as a stray non-plugin, does not block every reload.)
-            PluginSet plugins = load_plugins(next.plugin_dir, next.plugin_params);
+            PluginSet plugins = pipeline_.load_plugin_set(next);
             std::size_t newly_refused = 0;
             for (const auto& r : plugins.refused) {
                 bool before = false;
                 for (const auto& old : pipeline_.plugins().refused) before |= old.file == r.file;
                 if (before) continue;
                 ++newly_refused;
-                spdlog::error("reload: plugin refused: {}: {}", r.file.string(), r.reason);
+                spdlog::error("reload: {}", refusal_text(next, r));
             }
             if (newly_refused > 0)
                 throw std::runtime_error(std::to_string(newly_refused) +
                                          " plugin(s) of the new set refused");
-            log_plugins(plugins);
+            log_plugins(next, plugins);
             spdlog::set_level(spdlog::level::from_str(next.log_level));
             auto publish = pipeline_.config().publish;
             auto query_bind = pipeline_.config().query_bind;
@@ -233,16 +236,24 @@ private:
         j["localities"] = pipeline_.engine().locality_count();
         j["observations"] = pipeline_.engine().observation_count();
         auto& plugins = j["plugins"] = nlohmann::json::array();
-        for (const auto& p : pipeline_.plugins().loaded)
-            plugins.push_back({{"name", p.name()}, {"version", p.descriptor.version},
-                               {"file", p.file.string()}, {"state", "loaded"}});
+        for (const auto& p : pipeline_.plugins().loaded) {
+            nlohmann::json entry = {{"name", p.name()}, {"version", p.descriptor.version},
+                                    {"file", p.file.string()}, {"state", "loaded"}};
+            if (auto c = pipeline_.plugin_calls().find(p.name()); c != pipeline_.plugin_calls().end())
+                entry["assessments"] = {{"calls", c->second.calls}, {"failed", c->second.errors},
+                                        {"over_budget", c->second.slow}};
+            plugins.push_back(std::move(entry));
+        }
         for (const auto& r : pipeline_.plugins().refused)
             plugins.push_back({{"file", r.file.string()}, {"state", "refused"}, {"reason", r.reason}});
+        for (const auto& q : pipeline_.plugins().quarantined)
+            plugins.push_back({{"file", q.file.string()}, {"state", "quarantined"}, {"reason", q.reason}});
         const auto& ev = pipeline_.last_evaluation();
         j["last_evaluation"] = {{"at", format_time(ev.at)},
                                 {"duration_ms", ev.duration.count()},
                                 {"localities", ev.localities_assessed},
-                                {"events", ev.events}};
+                                {"events", ev.events},
+                                {"failed_assessments", ev.failed_assessments}};
         auto open = pipeline_.open_alerts();
         j["open_alerts"] = {{"watch", open[1]}, {"warning", open[2]}, {"critical", open[3]}};
         auto& seqs = j["last_seq"] = nlohmann::json::object();

@@ -243,7 +243,9 @@ void Loader::load_daemon(const toml::table& root, Config& c) const {
     const toml::table* t = table_at(root, "", "daemon");
     if (!t) fail_missing("daemon.state_dir");
     check_keys(*t, "daemon",
-               {"state_dir", "plugin_dir", "evaluate_every_s", "heartbeat_s", "log_level"}, false);
+               {"state_dir", "plugin_dir", "evaluate_every_s", "heartbeat_s", "log_level",
+                "plugin_budget_ms", "quarantine_after"},
+               false);
     auto state = get_path(*t, "daemon", "state_dir");
     if (!state) fail_missing("daemon.state_dir");
     c.state_dir = *state;
@@ -254,6 +256,10 @@ void Loader::load_daemon(const toml::table& root, Config& c) const {
         c.evaluate_every = std::chrono::seconds(*v);
     if (auto v = get_int(*t, "daemon", "heartbeat_s", 1, std::nullopt))
         c.heartbeat = std::chrono::seconds(*v);
+    if (auto v = get_int(*t, "daemon", "plugin_budget_ms", 1, 60000))
+        c.plugin_budget = std::chrono::milliseconds(*v);
+    if (auto v = get_int(*t, "daemon", "quarantine_after", 1, 1000))
+        c.quarantine_after = static_cast<int>(*v);
     if (auto v = get_string(*t, "daemon", "log_level", false)) {
         static constexpr std::string_view levels[] = {"trace", "debug",    "info", "warn",
                                                       "error", "critical", "off"};

@@ -42,6 +42,11 @@ struct Config {
     std::chrono::seconds evaluate_every{60};
     std::chrono::seconds heartbeat{5};  // key heartbeat_s
     std::string log_level = "info";     // trace, debug, info, warn, error, critical, off
+    // Longest one assess() call may take; a slower call's result is discarded as an error.
+    std::chrono::milliseconds plugin_budget{250};  // key plugin_budget_ms, 1..60000
+    // Consecutive evaluations in which more than half of a plugin's calls fail before the
+    // plugin is quarantined (until its file changes).
+    int quarantine_after = 3;  // 1..1000
 
     // [ingest]
     std::filesystem::path spool_dir;    // default: <state_dir>/spool

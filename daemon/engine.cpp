@@ -1,6 +1,7 @@
 #include "engine.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -195,23 +196,44 @@ private:
     std::vector<EngineView> neighbours_;
 };
 
-void assess_range(const Windows& impl, const std::vector<LoadedPlugin>& plugins,
-                  sdk::TimePoint now, const std::vector<std::uint32_t>& selected,
-                  std::size_t begin, std::size_t end, std::vector<LocalityResult>& out) {
+// Assesses selected[begin, end) with one plugin into column `column` of `out`, counting
+// faults into `stats` (this worker's own).
+void assess_range(const Windows& impl, const LoadedPlugin& plugin, std::size_t column,
+                  sdk::TimePoint now, std::chrono::milliseconds budget,
+                  const std::vector<std::uint32_t>& selected, std::size_t begin, std::size_t end,
+                  std::vector<LocalityResult>& out, PluginCallStats& stats) {
     EngineView view(impl, now);
     for (std::size_t k = begin; k < end; ++k) {
         view.reset(selected[k], true);
-        LocalityResult& r = out[k];
-        r.locality = selected[k];
-        r.assessments.reserve(plugins.size());
-        for (const auto& plugin : plugins)
-            r.assessments.push_back(guarded_assess(plugin, view, now));
+        CallFault fault = CallFault::none;
+        sdk::Assessment& a = out[k].assessments[column];
+        a = guarded_assess(plugin, view, now, budget, &fault);
+        ++stats.calls;
+        if (fault == CallFault::none) continue;
+        ++stats.errors;
+        if (fault == CallFault::over_budget) ++stats.slow;
+        if (stats.first_failures.size() < PluginCallStats::failure_samples)
+            stats.first_failures.emplace_back(selected[k], a.evidence.text);
+    }
+}
+
+// Adds a later chunk's counts to `into`; chunks are merged in locality order, so the
+// samples kept stay the first ones.
+void merge(PluginCallStats& into, const PluginCallStats& chunk) {
+    into.calls += chunk.calls;
+    into.errors += chunk.errors;
+    into.slow += chunk.slow;
+    for (const auto& f : chunk.first_failures) {
+        if (into.first_failures.size() >= PluginCallStats::failure_samples) break;
+        into.first_failures.push_back(f);
     }
 }
 
 }  // namespace
 
-struct Engine::Impl : Windows {};
+struct Engine::Impl : Windows {
+    std::vector<PluginCallStats> call_stats;  // of the last evaluate()
+};
 
 Engine::Engine() : impl_(std::make_unique<Impl>()) {}
 Engine::~Engine() = default;
@@ -314,12 +336,15 @@ void Engine::apply(const std::vector<Observation>& rows) {
 
 std::size_t Engine::observation_count() const { return impl_->points; }
 
+const std::vector<PluginCallStats>& Engine::last_call_stats() const { return impl_->call_stats; }
+
 std::size_t Engine::dirty_count() const { return impl_->dirty_list.size(); }
 
 void Engine::mark_all_dirty() { impl_->mark_all_dirty(); }
 
 std::vector<LocalityResult> Engine::evaluate(const std::vector<LoadedPlugin>& plugins,
-                                             TimePoint now, bool only_dirty) {
+                                             TimePoint now, bool only_dirty,
+                                             const EvaluationOptions& options) {
     Impl& impl = *impl_;
     std::vector<std::uint32_t> selected;
     if (only_dirty) {
@@ -331,26 +356,42 @@ std::vector<LocalityResult> Engine::evaluate(const std::vector<LoadedPlugin>& pl
     }
 
     std::vector<LocalityResult> out(selected.size());
+    for (std::size_t k = 0; k < selected.size(); ++k) {
+        out[k].locality = selected[k];
+        out[k].assessments.resize(plugins.size());
+    }
     unsigned workers = 1;
     if (selected.size() >= parallel_threshold)
         workers = std::clamp(std::thread::hardware_concurrency(), 1u, max_workers);
-    if (workers == 1) {
-        assess_range(impl, plugins, now, selected, 0, selected.size(), out);
-    } else {
-        // Static contiguous chunks: each worker writes only its own slots of `out`.
-        const std::size_t chunk = (selected.size() + workers - 1) / workers;
-        std::vector<std::jthread> pool;
-        pool.reserve(workers - 1);
-        for (unsigned w = 1; w < workers; ++w) {
-            std::size_t begin = std::min(selected.size(), w * chunk);
-            std::size_t end = std::min(selected.size(), begin + chunk);
-            if (begin == end) break;
-            pool.emplace_back([&, begin, end] {
-                assess_range(impl, plugins, now, selected, begin, end, out);
-            });
-        }
-        assess_range(impl, plugins, now, selected, 0, std::min(chunk, selected.size()), out);
-    }  // jthreads join here
+    // Static contiguous chunks: each worker writes only its own slots of `out` and its own
+    // stats, merged in chunk order after the join.
+    const std::size_t chunk = (selected.size() + workers - 1) / workers;
+    std::vector<PluginCallStats> stats(plugins.size());
+    // With nothing selected no plugin code runs, so the hooks are not called either.
+    const std::size_t columns = selected.empty() ? 0 : plugins.size();
+    for (std::size_t column = 0; column < columns; ++column) {
+        const LoadedPlugin& plugin = plugins[column];
+        if (options.before_plugin) options.before_plugin(plugin);
+        std::vector<PluginCallStats> per_worker(workers);
+        {
+            std::vector<std::jthread> pool;
+            pool.reserve(workers - 1);
+            for (unsigned w = 1; w < workers; ++w) {
+                std::size_t begin = std::min(selected.size(), w * chunk);
+                std::size_t end = std::min(selected.size(), begin + chunk);
+                if (begin == end) break;
+                pool.emplace_back([&, begin, end, w] {
+                    assess_range(impl, plugin, column, now, options.budget, selected, begin, end,
+                                 out, per_worker[w]);
+                });
+            }
+            assess_range(impl, plugin, column, now, options.budget, selected, 0,
+                         std::min(chunk, selected.size()), out, per_worker[0]);
+        }  // jthreads join here
+        for (const auto& s : per_worker) merge(stats[column], s);
+    }
+    if (columns > 0 && options.after_plugins) options.after_plugins();
+    impl.call_stats = std::move(stats);
 
     if (only_dirty) {
         for (std::uint32_t i : selected) impl.dirty_flag[i] = 0;

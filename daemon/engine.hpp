@@ -6,9 +6,13 @@
 #include "model.hpp"
 #include "plugin_host.hpp"
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ews {
@@ -16,6 +20,27 @@ namespace ews {
 struct LocalityResult {
     std::size_t locality = 0;                   // index into Engine::locality()
     std::vector<sdk::Assessment> assessments;   // one per plugin, in the order given
+};
+
+// How one plugin's calls went in one evaluation. Only faults the host detected count
+// (CallFault: exception, invalid value, over budget); a plugin that itself returns status
+// error is reporting on the data, not failing.
+struct PluginCallStats {
+    std::size_t calls = 0;
+    std::size_t errors = 0;  // calls whose result was replaced by an error, slow ones included
+    std::size_t slow = 0;    // calls over the time budget
+    // The first failures in locality order, at most `failure_samples`: (locality index, reason).
+    std::vector<std::pair<std::size_t, std::string>> first_failures;
+    static constexpr std::size_t failure_samples = 5;
+};
+
+struct EvaluationOptions {
+    std::chrono::milliseconds budget = unlimited_budget;  // per assess() call
+    // Called on the evaluating thread before any call into `plugin` (plugins are assessed
+    // one after the other), and once after the last plugin. A crash marker uses them to name
+    // the plugin whose code is running. Either may be empty.
+    std::function<void(const LoadedPlugin& plugin)> before_plugin;
+    std::function<void()> after_plugins;
 };
 
 class Engine {
@@ -40,9 +65,14 @@ public:
     void mark_all_dirty();
 
     // Assesses localities (all, or only dirty ones) with each plugin at `now`, through
-    // guarded_assess. Clears the dirty marks of those assessed. Results ordered by index.
+    // guarded_assess with options.budget. Plugin-major: every selected locality is assessed
+    // with one plugin (fanned out over worker threads) before the next plugin starts, with
+    // options.before_plugin called first. Clears the dirty marks of those assessed. Results
+    // ordered by index. A hook's exception propagates; the dirty marks then stay.
     std::vector<LocalityResult> evaluate(const std::vector<LoadedPlugin>& plugins, TimePoint now,
-                                         bool only_dirty);
+                                         bool only_dirty, const EvaluationOptions& options = {});
+    // Returns: how each plugin's calls went in the last evaluate(), in the order given there.
+    const std::vector<PluginCallStats>& last_call_stats() const;
 
 private:
     struct Impl;

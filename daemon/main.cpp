@@ -2,6 +2,7 @@
 // over to run_daemon(); everything else lives in the modules.
 #include "app.hpp"
 #include "config.hpp"
+#include "plugin_checks.hpp"
 #include "plugin_host.hpp"
 
 #include <CLI/CLI.hpp>
@@ -48,14 +49,7 @@ int main(int argc, char** argv) {
         // The plugins validate their own [plugins.<name>] tables, so they are loaded too.
         try {
             auto plugins = ews::load_plugins(config.plugin_dir, config.plugin_params);
-            for (const auto& r : plugins.refused) {
-                std::string where;
-                for (const auto& [key, location] : config.plugin_param_where)
-                    if (r.reason.find("'" + key.substr(key.find('.') + 1) + "'") != std::string::npos &&
-                        r.file.stem() == key.substr(0, key.find('.')))
-                        where = location + ": ";
-                std::cerr << where << "plugin " << r.file.string() << " refused: " << r.reason << "\n";
-            }
+            for (const auto& r : plugins.refused) std::cerr << ews::refusal_text(config, r) << "\n";
             if (!plugins.refused.empty()) return 1;
             std::cout << config_file << ": configuration is valid; plugins loaded:";
             for (const auto& p : plugins.loaded) std::cout << " " << p.name();

@@ -5,12 +5,20 @@
 // Contract: an event is written to the outbox in the same transaction as the alert state
 // that caused it, and only committed rows are returned for publishing. If a commit fails,
 // the in-memory alert states and sequence numbers roll back with it.
+//
+// Fault containment of plugins: every call is guarded (plugin_host.hpp) and held to
+// config.plugin_budget; a failed assessment is logged with plugin and locality and counted,
+// and the evaluation goes on. A plugin that fails more than half of its calls in
+// config.quarantine_after evaluations in a row, or that crashed the previous process (the
+// crash marker, quarantine.hpp), is quarantined until its file changes, leaves the running
+// set, and a "plugin_quarantined" event on topic ops/plugin/ goes to every endpoint's outbox.
 #pragma once
 
 #include "config.hpp"
 #include "engine.hpp"
 #include "ingest.hpp"
 #include "plugin_host.hpp"
+#include "quarantine.hpp"
 #include "store.hpp"
 
 #include <chrono>
@@ -27,13 +35,31 @@ struct EvaluationStats {
     std::size_t localities_assessed = 0;
     std::size_t events = 0;
     bool full = false;
+    std::size_t failed_assessments = 0;  // over all plugins
 };
+
+// A plugin's calls since this process loaded it (for status).
+struct PluginCallTotals {
+    std::uint64_t calls = 0;
+    std::uint64_t errors = 0;
+    std::uint64_t slow = 0;
+};
+
+// Topic of operational events about plugins.
+inline constexpr const char* plugin_ops_topic = "ops/plugin/";
 
 class Pipeline {
 public:
     // Opens the store and loads localities, observations and alert state into memory; loads
-    // the plugins named by config.plugin_dir. Throws: StoreError, std::runtime_error.
+    // the plugins named by config.plugin_dir. A crash marker left by an earlier process
+    // quarantines the plugin it names first (logged; its ops event goes out with the first
+    // evaluation). Throws: StoreError, std::runtime_error.
     explicit Pipeline(Config config);
+
+    // Loads the plugin set `config` names, holding back quarantined files; first lifts (and
+    // logs) the quarantine of files that changed. For reload: pass the result to
+    // reconfigure(). Throws: std::runtime_error when the plugin directory cannot be read.
+    PluginSet load_plugin_set(const Config& config);
 
     // Replaces configuration and plugin set (after both were validated/loaded by the caller).
     void reconfigure(Config config, PluginSet plugins);
@@ -44,7 +70,8 @@ public:
     IngestOutcome ingest(const std::filesystem::path& file, TimePoint now);
 
     // Evaluates at `now` (all localities, or only those whose data changed), commits state and
-    // events in one transaction, and returns the committed outbox rows to publish.
+    // events in one transaction, and returns the committed outbox rows to publish. Plugins
+    // found failing are quarantined once that transaction has committed.
     std::vector<OutboxRow> evaluate(TimePoint now, bool full);
 
     const Config& config() const { return config_; }
@@ -53,16 +80,44 @@ public:
     const Engine& engine() const { return engine_; }
     std::uint64_t last_seq(const std::string& endpoint) const;
     const EvaluationStats& last_evaluation() const { return last_eval_; }
+    // Calls of each loaded plugin so far, by name.
+    const std::map<std::string, PluginCallTotals>& plugin_calls() const { return calls_; }
+    const Quarantine& quarantine() const { return quarantine_; }
     // Open alerts by level (index = Level).
     std::array<std::size_t, 4> open_alerts() const;
     ObservationRules rules(TimePoint now) const;
 
 private:
+    // A plugin_quarantined event not yet committed to the outboxes.
+    struct QuarantineNotice {
+        std::string plugin;
+        std::filesystem::path file;
+        std::string reason;
+    };
+
     std::vector<std::string> outbox_endpoints() const;
+    void quarantine_crashed_plugin();
+    EvaluationOptions evaluation_options();
+    // A plugin of plugins_.loaded to quarantine once the evaluation has committed.
+    struct Failing {
+        std::size_t index = 0;
+        std::string reason;
+    };
+    // Counts and logs the failed assessments of the last engine evaluation (the first few
+    // with their locality, then a summary per plugin) and advances each plugin's streak of
+    // failing evaluations. Returns: the plugins whose streak reached config_.quarantine_after.
+    std::vector<Failing> review_plugin_faults(const std::vector<PluginCallStats>& stats);
+    void quarantine_failing(const std::vector<Failing>& failing);
 
     Config config_;
     std::unique_ptr<Store> store_;
+    Quarantine quarantine_;
+    PluginCallMarker marker_;
     PluginSet plugins_;
+    std::map<std::string, int> failing_streak_;  // by plugin name: failing evaluations in a row
+    std::map<std::string, PluginCallTotals> calls_;  // by plugin name
+    std::vector<QuarantineNotice> notices_;  // to publish with the next evaluation
+    bool marker_failed_ = false;             // the marker could not be written (logged once)
     Engine engine_;
     std::map<std::string, AlertState> states_;  // by locality id
     std::map<std::string, std::uint64_t> seqs_; // last committed seq by endpoint

@@ -1,9 +1,12 @@
 #include "plugin_host.hpp"
 
+#include "plugin_checks.hpp"
+
 #include <boost/dll/import.hpp>
 #include <boost/dll/shared_library.hpp>
 
 #include <dlfcn.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
@@ -22,6 +25,18 @@ const LoadedPlugin* PluginSet::find(const std::string& name) const {
     return nullptr;
 }
 
+std::optional<FileIdentity> FileIdentity::of(const std::filesystem::path& file) {
+    struct ::stat st {};
+    if (::stat(file.c_str(), &st) != 0) return std::nullopt;
+    FileIdentity id;
+    id.device = static_cast<std::uint64_t>(st.st_dev);
+    id.inode = static_cast<std::uint64_t>(st.st_ino);
+    id.size = static_cast<std::uint64_t>(st.st_size);
+    id.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 +
+                  static_cast<std::int64_t>(st.st_mtim.tv_nsec);
+    return id;
+}
+
 namespace {
 sdk::Assessment failed(std::string why) {
     sdk::Assessment a;
@@ -32,28 +47,62 @@ sdk::Assessment failed(std::string why) {
     return a;
 }
 bool unit_interval(double x) { return std::isfinite(x) && x >= 0.0 && x <= 1.0; }
+
+// Returns: the result of guarded_assess, with `fault` set; may throw std::bad_alloc only
+// while building an error text.
+sdk::Assessment guarded(const LoadedPlugin& plugin, const sdk::LocalityView& view,
+                        sdk::TimePoint now, std::chrono::milliseconds budget, CallFault& fault) {
+    using Clock = std::chrono::steady_clock;
+    const auto started = Clock::now();
+    sdk::Assessment a;
+    try {
+        a = plugin.indicator->assess(view, now);
+    } catch (const std::exception& e) {
+        fault = CallFault::exception;
+        return failed(std::string("plugin threw: ") + e.what());
+    } catch (...) {
+        fault = CallFault::exception;
+        return failed("plugin threw a non-standard exception");
+    }
+    // Compared as fractional milliseconds: converting unlimited_budget to the clock's
+    // nanoseconds would overflow.
+    const auto took = Clock::now() - started;
+    if (std::chrono::duration<double, std::milli>(took) > budget) {
+        fault = CallFault::over_budget;
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took);
+        return failed("took " + std::to_string(ms.count()) + " ms, over its budget of " +
+                      std::to_string(budget.count()) + " ms");
+    }
+    if (!unit_interval(a.score)) {
+        fault = CallFault::invalid_value;
+        return failed("plugin returned a score outside [0,1]");
+    }
+    if (!unit_interval(a.confidence)) {
+        fault = CallFault::invalid_value;
+        return failed("plugin returned a confidence outside [0,1]");
+    }
+    fault = CallFault::none;
+    return a;
+}
 }  // namespace
 
 sdk::Assessment guarded_assess(const LoadedPlugin& plugin, const sdk::LocalityView& view,
-                               sdk::TimePoint now) noexcept {
+                               sdk::TimePoint now, std::chrono::milliseconds budget,
+                               CallFault* fault) noexcept {
+    CallFault why = CallFault::none;
+    sdk::Assessment a;
     try {
-        sdk::Assessment a = plugin.indicator->assess(view, now);
-        if (!unit_interval(a.score)) return failed("plugin returned a score outside [0,1]");
-        if (!unit_interval(a.confidence))
-            return failed("plugin returned a confidence outside [0,1]");
-        return a;
-    } catch (const std::exception& e) {
-        try {
-            return failed(std::string("plugin threw: ") + e.what());
-        } catch (...) {
-        }
+        a = guarded(plugin, view, now, budget, why);
     } catch (...) {
+        // Out of memory while copying a result or writing an error text: an error without one.
+        why = why == CallFault::none ? CallFault::exception : why;
+        a = sdk::Assessment{};  // may not allocate: default members only
+        a.status = sdk::Status::error;
+        a.score = 0;
+        a.confidence = 0;
     }
-    try {
-        return failed("plugin threw a non-standard exception");
-    } catch (...) {
-        return sdk::Assessment{.score = 0, .confidence = 0, .status = sdk::Status::error};
-    }
+    if (fault) *fault = why;
+    return a;
 }
 
 namespace {
@@ -71,6 +120,7 @@ struct LibraryBoundDeleter {
 
 struct Refusal {
     std::string reason;
+    std::string name;  // the plugin's name when describe() ran, else empty
 };
 
 // Returns: the regular files ending in ".so" directly in `dir`, sorted by file name.
@@ -135,6 +185,10 @@ std::optional<std::string> version_mismatch(const boost::dll::shared_library& li
 std::variant<LoadedPlugin, Refusal> load_one(const fs::path& file,
                                              const std::map<std::string, sdk::Params>& params,
                                              const std::map<std::string, fs::path>& loaded_from) {
+    // Whoever can write the file or its directory could run code in ewsd: refuse before dlopen.
+    if (auto why = untrusted_reason(file)) return Refusal{*why, {}};
+    // Taken before the file is opened, so a later rewrite cannot be mistaken for this version.
+    const FileIdentity identity = FileIdentity::of(file).value_or(FileIdentity{});
     boost::dll::shared_library lib;
     std::error_code ec;
     lib.load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
@@ -151,6 +205,7 @@ std::variant<LoadedPlugin, Refusal> load_one(const fs::path& file,
 
     LoadedPlugin plugin;
     plugin.file = file;
+    plugin.identity = identity;
     std::string stage = "while being created";
     try {
         auto create =
@@ -169,17 +224,26 @@ std::variant<LoadedPlugin, Refusal> load_one(const fs::path& file,
             return Refusal{"duplicate plugin name '" + name + "' (already loaded from " +
                            seen->second.filename().string() + ")"};
 
+        // The host checks the table against the descriptor first, so every plugin gets the
+        // same clear errors for unknown keys, wrong types and values out of range.
         stage = "in configure()";
+        const sdk::Params no_params;
         auto own = params.find(name);
-        plugin.indicator->configure(own == params.end() ? sdk::Params{} : own->second);
+        const sdk::Params& mine = own == params.end() ? no_params : own->second;
+        if (auto problems = validate_params(plugin.descriptor, mine); !problems.empty()) {
+            std::string reason;
+            for (const auto& p : problems) reason += (reason.empty() ? "" : "; ") + p;
+            return Refusal{reason, name};
+        }
+        plugin.indicator->configure(mine);
     } catch (const sdk::ConfigError& e) {
         const std::string lead = "parameter '" + e.key() + "'";
         const std::string what = e.what();
-        return Refusal{what.starts_with(lead) ? what : lead + ": " + what};
+        return Refusal{what.starts_with(lead) ? what : lead + ": " + what, plugin.descriptor.name};
     } catch (const std::exception& e) {
-        return Refusal{"threw " + stage + ": " + e.what()};
+        return Refusal{"threw " + stage + ": " + e.what(), plugin.descriptor.name};
     } catch (...) {
-        return Refusal{"threw a non-standard exception " + stage};
+        return Refusal{"threw a non-standard exception " + stage, plugin.descriptor.name};
     }
     return plugin;
 }
@@ -187,13 +251,19 @@ std::variant<LoadedPlugin, Refusal> load_one(const fs::path& file,
 }  // namespace
 
 PluginSet load_plugins(const std::filesystem::path& dir,
-                       const std::map<std::string, sdk::Params>& params) {
+                       const std::map<std::string, sdk::Params>& params, const LoadVeto& veto) {
     PluginSet set;
     std::map<std::string, fs::path> loaded_from;  // plugin name -> its file
     for (const auto& file : plugin_files(dir)) {
+        if (veto) {
+            if (auto why = veto(file)) {
+                set.quarantined.push_back({file, std::move(*why)});
+                continue;
+            }
+        }
         auto outcome = load_one(file, params, loaded_from);
         if (auto* refusal = std::get_if<Refusal>(&outcome)) {
-            set.refused.push_back({file, std::move(refusal->reason)});
+            set.refused.push_back({file, std::move(refusal->reason), std::move(refusal->name)});
             continue;
         }
         auto& plugin = std::get<LoadedPlugin>(outcome);

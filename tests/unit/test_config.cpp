@@ -214,7 +214,8 @@ TEST_CASE("config errors name file, line, column and key", "[config]") {
     SECTION("unknown key") {
         CHECK(error_of(dir, minimal + "evaluate_every = 5\n") ==
               f + ":4:1: daemon.evaluate_every: unknown key (expected one of: state_dir, "
-                  "plugin_dir, evaluate_every_s, heartbeat_s, log_level)");
+                  "plugin_dir, evaluate_every_s, heartbeat_s, log_level, plugin_budget_ms, "
+                  "quarantine_after)");
     }
     SECTION("unknown section") {
         auto e = error_of(dir, minimal + "[scorng]\nraise_after = 2\n");

@@ -5,8 +5,12 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <functional>
+#include <limits>
+#include <mutex>
 #include <string>
+#include <thread>
 
 using namespace ews;
 using sdk::testing::day;
@@ -337,4 +341,98 @@ TEST_CASE("multi-threaded evaluation gives the single-threaded results", "[engin
     }
     CHECK(compared >= n);
     CHECK(e.observation_count() == rows.size());
+}
+
+TEST_CASE("evaluate runs plugin after plugin, with the hooks around each", "[engine]") {
+    // Enough localities to fan out over worker threads: every call into one plugin must
+    // still fall between its before_plugin and the next plugin's.
+    std::vector<Locality> places;
+    for (int i = 0; i < 600; ++i) places.push_back(place("L" + std::to_string(i)));
+    Engine e;
+    e.set_localities(places);
+
+    std::mutex m;
+    std::vector<std::string> trace;  // "before:<p>", "call:<p>" (collapsed), "after"
+    auto note = [&](const std::string& what) {
+        std::lock_guard lock(m);
+        if (trace.empty() || trace.back() != what) trace.push_back(what);
+    };
+    auto calling = [&](const std::string& name) {
+        return make_plugin(name, [&, name](const sdk::LocalityView&, sdk::TimePoint) {
+            note("call:" + name);
+            return sdk::Assessment{};
+        });
+    };
+    EvaluationOptions options;
+    options.before_plugin = [&](const LoadedPlugin& p) { note("before:" + p.name()); };
+    options.after_plugins = [&] { note("after"); };
+    auto rs = e.evaluate({calling("one"), calling("two")}, day(2026, 1, 1), false, options);
+    CHECK(rs.size() == 600);
+    CHECK(trace == std::vector<std::string>{"before:one", "call:one", "before:two", "call:two",
+                                            "after"});
+
+    // Nothing selected: no plugin code runs, so no hook is called either.
+    trace.clear();
+    CHECK(e.evaluate({calling("one")}, day(2026, 1, 1), true, options).empty());
+    CHECK(trace.empty());
+}
+
+TEST_CASE("evaluate counts each plugin's failed calls and keeps the first few", "[engine]") {
+    std::vector<Locality> places;
+    for (int i = 0; i < 400; ++i) places.push_back(place("L" + std::to_string(1000 + i)));
+    Engine e;
+    e.set_localities(places);
+    auto good = make_plugin("good", [](const sdk::LocalityView&, sdk::TimePoint) {
+        sdk::Assessment a;
+        a.status = sdk::Status::error;  // the plugin's own verdict on the data: not a fault
+        return a;
+    });
+    // Fails on every third locality, across every worker's chunk.
+    auto flaky = make_plugin("flaky", [](const sdk::LocalityView& v, sdk::TimePoint) {
+        const int n = std::stoi(std::string(v.info().id.substr(1)));
+        if (n % 3 == 0) throw std::runtime_error("bad " + std::to_string(n));
+        sdk::Assessment a;
+        if (n % 3 == 1) a.score = std::numeric_limits<double>::infinity();
+        return a;
+    });
+    e.evaluate({good, flaky}, day(2026, 1, 1), false);
+    const auto& stats = e.last_call_stats();
+    REQUIRE(stats.size() == 2);
+    CHECK(stats[0].calls == 400);
+    CHECK(stats[0].errors == 0);
+    CHECK(stats[0].first_failures.empty());
+    CHECK(stats[1].calls == 400);
+    CHECK(stats[1].errors == 267);  // n % 3 == 0 or 1 for n in 1000..1399
+    CHECK(stats[1].slow == 0);
+    REQUIRE(stats[1].first_failures.size() == PluginCallStats::failure_samples);
+    // The first ones in locality order: L1000 (n%3==1), L1002 (throws), L1003, L1004, ...
+    CHECK(e.locality(stats[1].first_failures[0].first).id == "L1000");
+    CHECK_THAT(stats[1].first_failures[0].second, Catch::Contains("score outside [0,1]"));
+    CHECK(e.locality(stats[1].first_failures[1].first).id == "L1002");
+    CHECK(stats[1].first_failures[1].second == "plugin threw: bad 1002");
+    CHECK(e.locality(stats[1].first_failures[4].first).id == "L1006");
+}
+
+TEST_CASE("evaluate holds each call to the budget", "[engine]") {
+    Engine e;
+    e.set_localities({place("A"), place("B")});
+    auto slow_on_b = make_plugin("slow", [](const sdk::LocalityView& v, sdk::TimePoint) {
+        if (v.info().id == "B") std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        sdk::Assessment a;
+        a.status = sdk::Status::ok;
+        a.score = 0.5;
+        a.confidence = 1;
+        return a;
+    });
+    EvaluationOptions options;
+    options.budget = std::chrono::milliseconds(10);
+    auto rs = e.evaluate({slow_on_b}, day(2026, 1, 1), false, options);
+    REQUIRE(rs.size() == 2);
+    CHECK(rs[0].assessments[0].score == 0.5);
+    CHECK(rs[1].assessments[0].status == sdk::Status::error);
+    CHECK_THAT(rs[1].assessments[0].evidence.text, Catch::Contains("over its budget of 10 ms"));
+    const auto& stats = e.last_call_stats().at(0);
+    CHECK(stats.calls == 2);
+    CHECK(stats.errors == 1);
+    CHECK(stats.slow == 1);
 }

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <random>
 
@@ -106,4 +108,190 @@ TEST_CASE("events reach each endpoint's outbox in scope, gapless, and survive a 
         CHECK(replay[0].seq == 1);
         CHECK(replay[1].seq == 2);
     }
+}
+
+namespace {
+
+void add_plugin(const TempDir& tmp, const std::string& fixture) {
+    fs::copy_file(fs::path(EWS_FIXTURE_DIR) / fixture, tmp.path / "plugins" / fixture);
+}
+
+void two_localities(const Config& config) {
+    fs::create_directories(config.state_dir);
+    Store store(config.state_dir / "ewsd.db");
+    store.upsert_localities({{"A", "Alpha", "N/N1", 100.0, {}}, {"B", "Beta", "S/S1", std::nullopt, {}}});
+}
+
+// The plugin_quarantined events among `rows` of `endpoint`, as "plugin@seq".
+std::vector<std::string> quarantine_events(const std::vector<OutboxRow>& rows,
+                                           const std::string& endpoint) {
+    std::vector<std::string> out;
+    for (const auto& r : rows) {
+        if (r.endpoint != endpoint || r.topic != plugin_ops_topic) continue;
+        auto j = nlohmann::json::parse(r.payload);
+        CHECK(j["schema"] == "ews.ops/1");
+        CHECK(j["event"] == "plugin_quarantined");
+        CHECK(j["seq"].get<std::uint64_t>() == r.seq);
+        CHECK(r.alert_id.empty());
+        CHECK(r.locality.empty());
+        out.push_back(j["plugin"].get<std::string>() + "@" + std::to_string(r.seq));
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a plugin that keeps failing is quarantined while the healthy one goes on",
+          "[pipeline]") {
+    TempDir tmp;
+    add_plugin(tmp, "fixture_throws.so");
+    add_plugin(tmp, "fixture_nan.so");
+    Config config = make_config(tmp.path);
+    config.quarantine_after = 2;
+    two_localities(config);
+    const auto t0 = *parse_time("2026-03-01");
+    write(tmp.path / "high.csv",
+          "locality,time,kind,value\nA,2026-02-27,test.signal,9\nB,2026-02-27,test.signal,9\n");
+    write(tmp.path / "low.csv", "locality,time,kind,value\nA,2026-03-02,test.signal,0\n");
+
+    {
+        Pipeline p(config);
+        REQUIRE(p.plugins().loaded.size() == 3);
+        REQUIRE(p.ingest(tmp.path / "high.csv", t0).committed);
+        // First failing evaluation: errors are contained, the good plugin raises alerts.
+        auto rows = p.evaluate(t0, true);
+        CHECK(events_of(rows, "all") == std::vector<std::string>{"A:raised:critical", "B:raised:critical"});
+        CHECK(p.last_evaluation().failed_assessments == 4);
+        CHECK(p.plugins().loaded.size() == 3);
+        CHECK(p.plugin_calls().at("fixture_assess_throws").errors == 2);
+
+        // Second failing evaluation (incremental, A only): quarantined, in the same
+        // transaction as the good plugin's event, each endpoint numbering on.
+        REQUIRE(p.ingest(tmp.path / "low.csv", t0 + std::chrono::days(2)).committed);
+        rows = p.evaluate(t0 + std::chrono::days(2), false);
+        std::vector<OutboxRow> alerts;
+        for (const auto& r : rows)
+            if (r.topic != plugin_ops_topic) alerts.push_back(r);
+        CHECK(events_of(alerts, "all") == std::vector<std::string>{"A:resolved:none"});
+        CHECK(quarantine_events(rows, "all") ==
+              std::vector<std::string>{"fixture_assess_throws@4", "fixture_nan_score@5"});
+        // Not scoped by region: the north endpoint gets them too.
+        CHECK(quarantine_events(rows, "north") ==
+              std::vector<std::string>{"fixture_assess_throws@3", "fixture_nan_score@4"});
+        CHECK(p.last_seq("all") == 5);
+        auto committed = p.store().outbox_after("all", 3, 10);
+        REQUIRE(committed.size() == 2);
+        CHECK(committed[0].topic == "ops/plugin/");
+        auto payload = nlohmann::json::parse(committed[0].payload);
+        CHECK(payload["file"] == (tmp.path / "plugins" / "fixture_throws.so").string());
+        CHECK_THAT(payload["reason"].get<std::string>(),
+                   Catch::StartsWith("failed 2 evaluations in a row (last: 1 of 1 assessments "
+                                     "failed, first: plugin threw: boom)"));
+        CHECK(payload["at"] == "2026-03-03T00:00:00Z");
+
+        REQUIRE(p.plugins().loaded.size() == 1);
+        CHECK(p.plugins().loaded[0].name() == "fixture_good");
+        CHECK(p.plugins().quarantined.size() == 2);
+        CHECK(p.quarantine().entries().size() == 2);
+
+        // Later evaluations run without them and publish no further ops event.
+        rows = p.evaluate(t0 + std::chrono::days(3), true);
+        CHECK(quarantine_events(rows, "all").empty());
+        CHECK(p.last_evaluation().failed_assessments == 0);
+    }
+    {
+        // A restart does not even load them; a new version of a file lifts its quarantine.
+        Pipeline p(config);
+        CHECK(p.plugins().loaded.size() == 1);
+        REQUIRE(p.plugins().quarantined.size() == 2);
+        CHECK_THAT(p.plugins().quarantined[0].reason, Catch::StartsWith("failed 2 evaluations"));
+    }
+    const fs::path throws = tmp.path / "plugins" / "fixture_throws.so";
+    fs::copy_file(fs::path(EWS_FIXTURE_DIR) / "fixture_sleeps.so", throws.string() + ".new");
+    fs::rename(throws.string() + ".new", throws);
+    {
+        Pipeline p(config);
+        CHECK(p.plugins().find("fixture_sleeps"));
+        REQUIRE(p.plugins().quarantined.size() == 1);
+        CHECK(p.plugins().quarantined[0].file.filename() == "fixture_nan.so");
+        CHECK(p.quarantine().entries().size() == 1);
+    }
+}
+
+TEST_CASE("a reload gives the plugins a clean record of failing evaluations", "[pipeline]") {
+    TempDir tmp;
+    add_plugin(tmp, "fixture_throws.so");
+    Config config = make_config(tmp.path);
+    config.quarantine_after = 2;
+    two_localities(config);
+    const auto t0 = *parse_time("2026-03-01");
+    Pipeline p(config);
+    p.evaluate(t0, true);  // failing
+    CHECK(p.plugins().loaded.size() == 2);
+    p.reconfigure(config, p.load_plugin_set(config));
+    p.evaluate(t0, true);  // failing, but only the first in a row
+    CHECK(p.plugins().loaded.size() == 2);
+    CHECK(p.plugins().quarantined.empty());
+}
+
+TEST_CASE("a crash marker left at start quarantines the plugin it names", "[pipeline]") {
+    TempDir tmp;
+    Config config = make_config(tmp.path);
+    two_localities(config);
+    const fs::path good = tmp.path / "plugins" / "fixture_good.so";
+    {
+        // As a process that died inside fixture_good's assess() would have left it.
+        auto set = load_plugins(config.plugin_dir, {});
+        REQUIRE(set.loaded.size() == 1);
+        PluginCallMarker(config.state_dir).enter(set.loaded[0], *parse_time("2026-03-01T08:30:00Z"));
+    }
+    {
+        Pipeline p(config);
+        CHECK(p.plugins().loaded.empty());
+        REQUIRE(p.plugins().quarantined.size() == 1);
+        CHECK(p.plugins().quarantined[0].file == good);
+        const std::string reason = "crashed the daemon (marker left by pid " +
+                                   std::to_string(::getpid()) + " at 2026-03-01T08:30:00Z)";
+        CHECK(p.plugins().quarantined[0].reason == reason);
+        CHECK_FALSE(fs::exists(config.state_dir / "plugin-call.marker"));
+
+        // Announced with the first evaluation, on every endpoint.
+        auto rows = p.evaluate(*parse_time("2026-03-02"), true);
+        CHECK(quarantine_events(rows, "all") == std::vector<std::string>{"fixture_good@1"});
+        CHECK(quarantine_events(rows, "north") == std::vector<std::string>{"fixture_good@1"});
+        CHECK(nlohmann::json::parse(rows[0].payload)["reason"] == reason);
+        CHECK(quarantine_events(p.evaluate(*parse_time("2026-03-03"), true), "all").empty());
+        // A clean evaluation leaves no marker behind.
+        CHECK_FALSE(fs::exists(config.state_dir / "plugin-call.marker"));
+    }
+    {
+        Pipeline p(config);  // still held at the next start
+        CHECK(p.plugins().loaded.empty());
+        CHECK(p.plugins().quarantined.size() == 1);
+    }
+    // A new build of the plugin, installed by rename, lifts it.
+    fs::copy_file(fs::path(EWS_FIXTURE_DIR) / "fixture_good.so", good.string() + ".new");
+    fs::rename(good.string() + ".new", good);
+    Pipeline p(config);
+    CHECK(p.plugins().find("fixture_good"));
+    CHECK(p.plugins().quarantined.empty());
+    CHECK(p.quarantine().entries().empty());
+}
+
+TEST_CASE("a crash marker for a file replaced since quarantines nothing", "[pipeline]") {
+    TempDir tmp;
+    Config config = make_config(tmp.path);
+    two_localities(config);
+    const fs::path good = tmp.path / "plugins" / "fixture_good.so";
+    {
+        auto set = load_plugins(config.plugin_dir, {});
+        REQUIRE(set.loaded.size() == 1);
+        PluginCallMarker(config.state_dir).enter(set.loaded[0], wall_now());
+    }
+    fs::copy_file(fs::path(EWS_FIXTURE_DIR) / "fixture_good.so", good.string() + ".new");
+    fs::rename(good.string() + ".new", good);
+    Pipeline p(config);
+    CHECK(p.plugins().find("fixture_good"));
+    CHECK(p.plugins().quarantined.empty());
+    CHECK(quarantine_events(p.evaluate(*parse_time("2026-03-02"), true), "all").empty());
 }

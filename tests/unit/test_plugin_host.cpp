@@ -125,7 +125,9 @@ TEST_CASE("parameters from the config reach configure()", "[plugin_host]") {
         CHECK(set.loaded.empty());
         auto r = refusal_of(set, "fixture_good.so");
         REQUIRE(r);
-        CHECK(r->reason == "parameter 'scale' has the wrong type");
+        // The host checks the table against the plugin's ParamSpecs before configure().
+        CHECK(r->reason == "parameter 'scale' expects a number, got a string ('big')");
+        CHECK(r->name == "fixture_good");
     }
 }
 
@@ -170,6 +172,38 @@ TEST_CASE("a plugin built against a newer SDK minor version is refused", "[plugi
     const std::string plugin = std::to_string(sdk::version_major) + "." +
                                std::to_string(sdk::version_minor + 1);
     CHECK_THAT(r->reason, Catch::Contains("SDK " + plugin) && Catch::Contains("SDK " + host));
+}
+
+TEST_CASE("a plugin built against another SDK major version is refused", "[plugin_host]") {
+    TempDir dir;
+    add_fixture(dir, "wrong_major");
+    auto set = load_plugins(dir.path(), {});
+    CHECK(set.loaded.empty());  // its factory aborts: being refused proves it was never called
+    auto r = refusal_of(set, "fixture_wrong_major.so");
+    REQUIRE(r);
+    const std::string plugin = std::to_string(sdk::version_major + 1) + ".0";
+    CHECK_THAT(r->reason, Catch::Contains("SDK " + plugin) && Catch::Contains("same major"));
+}
+
+TEST_CASE("an unknown parameter or one out of range is refused before configure()",
+          "[plugin_host]") {
+    TempDir dir;
+    add_fixture(dir, "good");
+    auto unknown = load_plugins(dir.path(), {{"fixture_good", {{"scael", 2.0}}}});
+    REQUIRE(refusal_of(unknown, "fixture_good.so"));
+    CHECK_THAT(refusal_of(unknown, "fixture_good.so")->reason, Catch::StartsWith("parameter 'scael'"));
+}
+
+TEST_CASE("a world-writable plugin file is refused before it is opened", "[plugin_host]") {
+    TempDir dir;
+    add_fixture(dir, "good");
+    std::filesystem::permissions(dir.path() / "fixture_good.so", std::filesystem::perms::others_write,
+                                 std::filesystem::perm_options::add);
+    auto set = load_plugins(dir.path(), {});
+    CHECK(set.loaded.empty());
+    auto r = refusal_of(set, "fixture_good.so");
+    REQUIRE(r);
+    CHECK_THAT(r->reason, Catch::Contains("world-writable") && Catch::Contains("chmod o-w"));
 }
 
 TEST_CASE("files that are not plugins are refused with a reason", "[plugin_host]") {
@@ -316,4 +350,82 @@ TEST_CASE("a plugin directory that cannot be read is an error naming it", "[plug
     CHECK_THROWS_WITH(load_plugins(missing, {}), Catch::Contains(missing.string()));
     std::ofstream(dir.path() / "file") << "x";
     CHECK_THROWS_AS(load_plugins(dir.path() / "file", {}), std::runtime_error);
+}
+
+TEST_CASE("a call over its time budget is an error and its result is discarded",
+          "[plugin_host]") {
+    // fixture_sleeps takes 50 ms per call and would score 0.5.
+    TempDir dir;
+    add_fixture(dir, "sleeps");
+    auto set = load_plugins(dir.path(), {});
+    const LoadedPlugin* sleeps = set.find("fixture_sleeps");
+    REQUIRE(sleeps);
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+
+    CallFault fault = CallFault::none;
+    auto slow = guarded_assess(*sleeps, loc.view(now), now, std::chrono::milliseconds(10), &fault);
+    CHECK(fault == CallFault::over_budget);
+    CHECK(slow.status == sdk::Status::error);
+    CHECK(slow.score == 0);
+    CHECK(slow.confidence == 0);
+    CHECK_THAT(slow.evidence.text, Catch::StartsWith("took ") &&
+                                       Catch::EndsWith(" ms, over its budget of 10 ms"));
+
+    auto in_time = guarded_assess(*sleeps, loc.view(now), now, std::chrono::milliseconds(1000), &fault);
+    CHECK(fault == CallFault::none);
+    CHECK(in_time.status == sdk::Status::ok);
+    CHECK(in_time.score == 0.5);
+    // No budget given: never discarded for its duration.
+    CHECK(guarded_assess(*sleeps, loc.view(now), now).score == 0.5);
+}
+
+TEST_CASE("guarded_assess says why a result was replaced", "[plugin_host]") {
+    TempDir dir;
+    add_fixture(dir, "throws");
+    add_fixture(dir, "nan");
+    add_fixture(dir, "good");
+    auto set = load_plugins(dir.path(), {});
+    MemoryLocality loc{"L1", "Village", "KE/KE-03"};
+    loc.add("test.signal", day(2026, 2, 20), 4);
+    auto fault_of = [&](const std::string& name) {
+        CallFault fault = CallFault::none;
+        guarded_assess(*set.find(name), loc.view(now), now, std::chrono::milliseconds(1000), &fault);
+        return fault;
+    };
+    CHECK(fault_of("fixture_assess_throws") == CallFault::exception);
+    CHECK(fault_of("fixture_nan_score") == CallFault::invalid_value);
+    CHECK(fault_of("fixture_good") == CallFault::none);
+}
+
+TEST_CASE("a vetoed file is listed as quarantined and never opened", "[plugin_host]") {
+    // The veto runs before dlopen: the vetoed library is never mapped into this process.
+    TempDir dir;
+    fs::path held = add_fixture(dir, "segfaults");
+    add_fixture(dir, "good");
+    std::vector<fs::path> asked;
+    auto set = load_plugins(dir.path(), {}, [&](const fs::path& file) -> std::optional<std::string> {
+        asked.push_back(file);
+        if (file == held) return "crashed the daemon";
+        return std::nullopt;
+    });
+    CHECK(asked.size() == 2);
+    REQUIRE(set.quarantined.size() == 1);
+    CHECK(set.quarantined[0].file == held);
+    CHECK(set.quarantined[0].reason == "crashed the daemon");
+    CHECK(set.refused.empty());
+    REQUIRE(set.loaded.size() == 1);
+    CHECK(set.loaded[0].name() == "fixture_good");
+    CHECK_FALSE(library_mapped(held));
+}
+
+TEST_CASE("a loaded plugin records the identity of its file", "[plugin_host]") {
+    TempDir dir;
+    fs::path file = add_fixture(dir, "good");
+    auto set = load_plugins(dir.path(), {});
+    REQUIRE(set.loaded.size() == 1);
+    auto now_id = FileIdentity::of(file);
+    REQUIRE(now_id);
+    CHECK(set.loaded[0].identity == *now_id);
+    CHECK(now_id->size == fs::file_size(file));
+    CHECK_FALSE(FileIdentity::of(dir.path() / "missing.so"));
 }

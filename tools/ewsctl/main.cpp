@@ -5,6 +5,7 @@
 #include "gen_demo.hpp"
 #include "ingest.hpp"
 #include "pipeline.hpp"
+#include "plugin_test.hpp"
 #include "store.hpp"
 
 #include <CLI/CLI.hpp>
@@ -168,16 +169,21 @@ std::string query(const std::string& endpoint, const std::string& request) {
     return reply.to_string();
 }
 
+// Returns: the endpoint to connect to for the query bind address (a wildcard bind address
+// is reached on loopback).
+std::string query_endpoint(const Config& config) {
+    std::string endpoint = config.query_bind;
+    for (const char* any : {"tcp://*:", "tcp://0.0.0.0:"})
+        if (endpoint.starts_with(any)) endpoint = "tcp://127.0.0.1:" + endpoint.substr(std::strlen(any));
+    return endpoint;
+}
+
 int cmd_status(const Config& config) {
     if (config.query_bind.empty()) {
         std::cerr << "ewsctl: no [query] bind in " << config.file.string() << "\n";
         return 1;
     }
-    std::string endpoint = config.query_bind;
-    // A wildcard bind address is reached on loopback.
-    for (const char* any : {"tcp://*:", "tcp://0.0.0.0:"})
-        if (endpoint.starts_with(any)) endpoint = "tcp://127.0.0.1:" + endpoint.substr(std::strlen(any));
-    auto reply = nlohmann::json::parse(query(endpoint, R"({"op":"status"})"));
+    auto reply = nlohmann::json::parse(query(query_endpoint(config), R"({"op":"status"})"));
     std::cout << reply.dump(2) << "\n";
     return 0;
 }
@@ -199,22 +205,71 @@ int cmd_alerts(const Config& config) {
     return 0;
 }
 
+// What plugin_dir holds as this process loads it, then, when a daemon runs, its own view
+// (which may differ: it loaded them at its start or last reload, and it quarantines).
+// Returns: 1 when any plugin is refused here or is in a state other than "loaded" in the
+// daemon, else 0.
 int cmd_plugins(const Config& config) {
-    auto set = load_plugins(config.plugin_dir, config.plugin_params);
-    for (const auto& p : set.loaded)
-        std::cout << "loaded   " << p.name() << " " << p.descriptor.version << "  " << p.file.string() << "\n";
-    for (const auto& r : set.refused)
-        std::cout << "refused  " << r.file.string() << ": " << r.reason << "\n";
-    return set.refused.empty() ? 0 : 1;
+    int status = tools::list_plugins(config, std::cout);
+    const pid_t pid = running_daemon(config);
+    if (pid == 0) return status;
+    std::cout << "\nrunning daemon" << (pid > 0 ? " (pid " + std::to_string(pid) + ")" : "");
+    if (config.query_bind.empty()) {
+        std::cout << ": no [query] bind in " << config.file.string() << " to ask it\n";
+        return status;
+    }
+    nlohmann::json reply;
+    try {
+        reply = nlohmann::json::parse(query(query_endpoint(config), R"({"op":"status"})"));
+    } catch (const std::exception& e) {
+        std::cout << ": cannot ask it: " << e.what() << "\n";
+        return status;
+    }
+    if (!reply.contains("plugins") || !reply["plugins"].is_array()) {
+        std::cout << ": its status has no plugin list: " << reply.dump() << "\n";
+        return status;
+    }
+    std::cout << " reports " << reply["plugins"].size() << " plugins:\n";
+    auto text = [](const nlohmann::json& j, const char* key) {
+        if (!j.contains(key)) return std::string();
+        return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
+    };
+    for (const auto& p : reply["plugins"]) {
+        const std::string state = p.contains("state") ? text(p, "state") : "unknown";
+        if (state != "loaded") status = 1;
+        std::string line = "  " + state;
+        line.resize(std::max<std::size_t>(line.size() + 1, 14), ' ');
+        for (const char* key : {"name", "version"})
+            if (auto v = text(p, key); !v.empty()) line += v + " ";
+        if (auto f = text(p, "file"); !f.empty()) line += " " + f;
+        if (auto why = text(p, "reason"); !why.empty()) line += ": " + why;
+        std::cout << line << "\n";
+        // Any further fields the daemon gives (call counts, quarantine details) follow, one
+        // line each, an object's members as name=value.
+        for (const auto& [k, v] : p.items()) {
+            if (k == "state" || k == "name" || k == "version" || k == "file" || k == "reason")
+                continue;
+            std::string value;
+            if (v.is_object()) {
+                for (const auto& [mk, mv] : v.items())
+                    value += (value.empty() ? "" : ", ") + mk + "=" +
+                             (mv.is_string() ? mv.get<std::string>() : mv.dump());
+            } else {
+                value = v.is_string() ? v.get<std::string>() : v.dump();
+            }
+            std::cout << "                " << k << ": " << value << "\n";
+        }
+    }
+    return status;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App cli{"ewsctl: operate ewsd (ingest, localities, evaluate, status, alerts, demo data)"};
+    CLI::App cli{"ewsctl: operate ewsd (ingest, localities, evaluate, status, alerts, plugins, demo data)"};
     cli.require_subcommand(1);
     std::string config_file = "/etc/ewsd/ewsd.toml";
-    cli.add_option("-c,--config", config_file, "configuration file (TOML)");
+    auto* config_option = cli.add_option("-c,--config", config_file, "configuration file (TOML)");
 
     std::vector<std::string> ingest_files;
     auto* ingest = cli.add_subcommand("ingest", "validate and store observation files (CSV; '-' = stdin)");
@@ -232,7 +287,25 @@ int main(int argc, char** argv) {
 
     auto* status = cli.add_subcommand("status", "ask the running daemon for its status");
     auto* alerts = cli.add_subcommand("alerts", "list open alerts");
-    auto* plugins = cli.add_subcommand("plugins", "list the plugins in plugin_dir, loaded and refused");
+    auto* plugins = cli.add_subcommand(
+        "plugins", "list the plugins in plugin_dir with their parameters, and those refused");
+
+    tools::PluginTestOptions test;
+    auto* plugin_test = cli.add_subcommand(
+        "plugin-test", "run one plugin on CSV files offline and print its assessments");
+    plugin_test->add_option("plugin", test.plugin, "path to a .so, or a plugin name in plugin_dir (with --config)")
+        ->required();
+    plugin_test->add_option("--localities", test.localities, "CSV: id,name,region,population,neighbours")
+        ->required()
+        ->check(CLI::ExistingFile);
+    plugin_test->add_option("--data", test.data, "CSV: locality,time,kind,value,weight,source")
+        ->required()
+        ->check(CLI::ExistingFile);
+    plugin_test->add_option("--at", test.at, "evaluate as of this time (default: the newest observation)");
+    plugin_test->add_option("--param", test.params, "key=value, overriding [plugins.<name>] (repeatable)")
+        ->allow_extra_args(false);
+    plugin_test->add_option("--format", test.format, "table or json")
+        ->check(CLI::IsMember({"table", "json"}));
 
     demo::Options gen;
     std::string gen_dir, gen_end;
@@ -272,11 +345,18 @@ int main(int argc, char** argv) {
             return 0;
         }
         Config config;
-        try {
-            config = load_config(config_file);
-        } catch (const std::exception& e) {
-            std::cerr << e.what() << "\n";
-            return 1;
+        const bool needs_config = !plugin_test->parsed() || config_option->count() > 0;
+        if (needs_config) {
+            try {
+                config = load_config(config_file);
+            } catch (const std::exception& e) {
+                std::cerr << e.what() << "\n";
+                return 1;
+            }
+        }
+        if (plugin_test->parsed()) {
+            test.config = needs_config ? &config : nullptr;
+            return tools::run_plugin_test(test, std::cout, std::cerr);
         }
         if (ingest->parsed()) return cmd_ingest(config, ingest_files);
         if (loc_import->parsed()) return cmd_localities_import(config, localities_file);
