@@ -1,5 +1,6 @@
 #include "app.hpp"
 
+#include "ingest_endpoint.hpp"
 #include "pipeline.hpp"
 #include "plugin_checks.hpp"
 #include "publisher.hpp"
@@ -9,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <cstdint>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -107,16 +109,17 @@ void log_plugins(const Config& config, const PluginSet& set) {
     if (set.loaded.empty()) spdlog::warn("no indicator plugin loaded: no locality can be assessed");
 }
 
-void log_ingest(const IngestOutcome& out) {
+// `via` says where a batch came from when it is not a spool file (e.g. " (ingest endpoint)").
+void log_ingest(const IngestOutcome& out, std::string_view via = "") {
     for (const auto& e : out.errors) spdlog::warn("rejected: {}", e.format());
     if (out.duplicate)
-        spdlog::info("ingest {}: already ingested (same content), nothing changed", out.file);
+        spdlog::info("ingest {}{}: already ingested (same content), nothing changed", out.file, via);
     else if (out.committed)
-        spdlog::info("ingest {}: {} rows committed, {} rejected", out.file, out.rows.size(),
+        spdlog::info("ingest {}{}: {} rows committed, {} rejected", out.file, via, out.rows.size(),
                      out.errors.size());
     else
-        spdlog::error("ingest {}: file rejected ({} errors), nothing committed", out.file,
-                      out.errors.size());
+        spdlog::error("ingest {}{}: {} rejected ({} errors), nothing committed", out.file, via,
+                      via.empty() ? "file" : "batch", out.errors.size());
 }
 
 class Daemon {
@@ -130,6 +133,8 @@ public:
           publisher_(context_, config.publish) {
         log_plugins(pipeline_.config(), pipeline_.plugins());
         if (!config.query_bind.empty()) query_.emplace(context_, config.query_bind);
+        if (!config.ingest_bind.empty())
+            ingest_endpoint_.emplace(context_, config.ingest_bind, config.endpoint_policy);
         spdlog::info("ewsd {} started: {} localities, {} observations, {} plugins, state {}",
                      EWS_VERSION, pipeline_.engine().locality_count(),
                      pipeline_.engine().observation_count(), pipeline_.plugins().loaded.size(),
@@ -166,6 +171,32 @@ private:
         }
     }
 
+    // Answers the batches waiting at the ingest endpoint (a bounded number, so that signals and
+    // queries are not starved), then evaluates the localities they changed. Each batch is
+    // committed before its reply is sent.
+    void ingest_pushed() {
+        constexpr int max_batches_per_wake = 16;
+        for (int i = 0; i < max_batches_per_wake; ++i) {
+            const bool handled = ingest_endpoint_->handle(
+                [this](std::string_view content, const IngestHeader& header) {
+                    try {
+                        auto out = pipeline_.ingest_bytes(content, header.name, header.format,
+                                                          header.policy, now());
+                        log_ingest(out, " (ingest endpoint)");
+                        ingested_rows_ += out.rows.size();
+                        rejected_rows_ += out.errors.size();
+                        return out;
+                    } catch (const std::exception& e) {
+                        spdlog::error("ingest {} (ingest endpoint): {}; nothing committed",
+                                      header.name, e.what());
+                        throw;
+                    }
+                });
+            if (!handled) break;
+        }
+        if (pipeline_.engine().dirty_count() > 0) evaluate(false);
+    }
+
     void evaluate(bool full) {
         try {
             auto rows = pipeline_.evaluate(now(), full);
@@ -187,7 +218,8 @@ private:
         try {
             Config next = load_config(file);
             if (next.publish.size() != pipeline_.config().publish.size() ||
-                next.query_bind != pipeline_.config().query_bind)
+                next.query_bind != pipeline_.config().query_bind ||
+                next.ingest_bind != pipeline_.config().ingest_bind)
                 spdlog::warn("reload: endpoint changes take effect at the next restart");
             // The new plugin set loads side by side with the running one and replaces it only
             // when no file in it newly fails to load; otherwise the running set stays. (A file
@@ -208,8 +240,11 @@ private:
             spdlog::set_level(spdlog::level::from_str(next.log_level));
             auto publish = pipeline_.config().publish;
             auto query_bind = pipeline_.config().query_bind;
+            auto ingest_bind = pipeline_.config().ingest_bind;
             next.publish = publish;  // sockets stay as bound
             next.query_bind = query_bind;
+            next.ingest_bind = ingest_bind;
+            if (ingest_endpoint_) ingest_endpoint_->set_default_policy(next.endpoint_policy);
             pipeline_.reconfigure(std::move(next), std::move(plugins));
             pipeline_.reload_localities();
             spdlog::info("configuration reloaded from {}", file.string());
@@ -262,6 +297,20 @@ private:
         return j.dump();
     }
 
+    // Deletes what [retention] no longer keeps. The in-memory windows keep their rows until
+    // the next restart; plugins look back less far than any sensible retention period.
+    void apply_retention() {
+        const auto& c = pipeline_.config();
+        if (!c.keep_observations && !c.keep_alerts) return;
+        try {
+            auto r = pipeline_.store().apply_retention(wall_now(), c.keep_observations, c.keep_alerts);
+            spdlog::info("retention: removed {} observations, {} ingest records, {} outbox rows",
+                         r.observations, r.ingests, r.outbox);
+        } catch (const StoreError& e) {
+            spdlog::error("retention: {}", e.what());
+        }
+    }
+
     void heartbeat() {
         for (const auto& ep : pipeline_.config().publish)
             publisher_.heartbeat(ep.name, pipeline_.last_seq(ep.name), wall_now());
@@ -270,6 +319,8 @@ private:
     void loop() {
         const auto& cfg = [this]() -> const Config& { return pipeline_.config(); };
         auto next_eval = Clock::now() + cfg().evaluate_every;
+        // Daily, first a minute after start so that start-up stays fast.
+        auto next_retention = Clock::now() + std::chrono::minutes(1);
         auto next_hb = Clock::now();
         uint64_t watchdog_usec = 0;
 #ifdef EWS_HAVE_SYSTEMD
@@ -279,7 +330,16 @@ private:
         std::vector<zmq::pollitem_t> items;
         items.push_back({nullptr, signals_.fd(), ZMQ_POLLIN, 0});
         items.push_back({nullptr, spool_.watch_fd(), ZMQ_POLLIN, 0});
-        if (query_) items.push_back({query_->socket().handle(), 0, ZMQ_POLLIN, 0});
+        constexpr std::size_t absent = SIZE_MAX;
+        std::size_t query_item = absent, ingest_item = absent;
+        if (query_) {
+            query_item = items.size();
+            items.push_back({query_->socket().handle(), 0, ZMQ_POLLIN, 0});
+        }
+        if (ingest_endpoint_) {
+            ingest_item = items.size();
+            items.push_back({ingest_endpoint_->socket().handle(), 0, ZMQ_POLLIN, 0});
+        }
         const std::string query_outbox = cfg().query_endpoint.empty()
                                              ? (cfg().publish.empty() ? std::string(default_outbox)
                                                                       : cfg().publish.front().name)
@@ -297,6 +357,10 @@ private:
                 notify("WATCHDOG=1");
                 next_watchdog = now_c + std::chrono::microseconds(watchdog_usec / 2);
             }
+            if (now_c >= next_retention) {
+                apply_retention();
+                next_retention = now_c + std::chrono::hours(24);
+            }
             if (now_c >= next_eval) {
                 evaluate(true);
                 notify("STATUS=" + status_line());
@@ -307,7 +371,7 @@ private:
                 if (pipeline_.engine().dirty_count() > 0) evaluate(false);
                 next_scan = now_c + std::chrono::seconds(1);
             }
-            auto wake = std::min({next_hb, next_eval, polling_spool ? next_scan : next_eval});
+            auto wake = std::min({next_hb, next_eval, next_retention, polling_spool ? next_scan : next_eval});
             if (watchdog_usec) wake = std::min(wake, next_watchdog);
             auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
             if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
@@ -329,8 +393,10 @@ private:
                 ingest_spool();
                 if (pipeline_.engine().dirty_count() > 0) evaluate(false);
             }
-            if (query_ && (items[2].revents & ZMQ_POLLIN))
+            if (query_item != absent && (items[query_item].revents & ZMQ_POLLIN))
                 query_->handle(pipeline_.store(), query_outbox, [this] { return status_json(); });
+            if (ingest_item != absent && (items[ingest_item].revents & ZMQ_POLLIN))
+                ingest_pushed();
         }
     }
 
@@ -345,6 +411,7 @@ private:
     zmq::context_t context_;
     Publisher publisher_;
     std::optional<QueryServer> query_;
+    std::optional<IngestEndpoint> ingest_endpoint_;
     std::size_t ingested_rows_ = 0;
     std::size_t rejected_rows_ = 0;
 };
@@ -356,7 +423,7 @@ int run_daemon(const Config& config, const RunOptions& options) {
     try {
         daemon = std::make_unique<Daemon>(config, options);
     } catch (const zmq::error_t& e) {
-        spdlog::critical("cannot bind a socket: {} (check [[publish]] and [query] bind in {})",
+        spdlog::critical("cannot bind a socket: {} (check [[publish]], [query] and [ingest] bind in {})",
                          e.what(), config.file.string());
         return 1;
     } catch (const std::exception& e) {

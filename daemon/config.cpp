@@ -210,10 +210,12 @@ private:
 
     void load_daemon(const toml::table& root, Config& c) const;
     void load_ingest(const toml::table& root, Config& c) const;
+    void check_ingest_bind(const toml::table& root, const Config& c) const;
     void load_publish(const toml::table& root, Config& c) const;
     void load_query(const toml::table& root, Config& c) const;
     void load_scoring(const toml::table& root, Config& c) const;
     void load_privacy(const toml::table& root, Config& c) const;
+    void load_retention(const toml::table& root, Config& c) const;
     void load_plugins(const toml::table& root, Config& c) const;
     void load_actions(const toml::table& root, Config& c) const;
     sdk::ParamValue plugin_value(const toml::node& n, const std::string& key) const;
@@ -224,7 +226,8 @@ private:
 
 Config Loader::load(const toml::table& root, std::filesystem::path absolute_file) {
     check_keys(root, "",
-               {"daemon", "ingest", "publish", "query", "scoring", "privacy", "plugins", "actions"},
+               {"daemon", "ingest", "publish", "query", "scoring", "privacy", "retention", "plugins",
+                "actions"},
                true);
     Config c;
     c.file = std::move(absolute_file);
@@ -232,8 +235,10 @@ Config Loader::load(const toml::table& root, std::filesystem::path absolute_file
     load_ingest(root, c);
     load_publish(root, c);
     load_query(root, c);
+    check_ingest_bind(root, c);
     load_scoring(root, c);
     load_privacy(root, c);
+    load_retention(root, c);
     load_plugins(root, c);
     load_actions(root, c);
     return c;
@@ -277,19 +282,35 @@ void Loader::load_ingest(const toml::table& root, Config& c) const {
     c.spool_dir = (c.state_dir / "spool").lexically_normal();
     const toml::table* t = table_at(root, "", "ingest");
     if (!t) return;
-    check_keys(*t, "ingest", {"spool_dir", "policy", "future_tolerance_s"}, false);
+    check_keys(*t, "ingest",
+               {"spool_dir", "policy", "future_tolerance_s", "bind", "endpoint_policy"}, false);
     if (auto p = get_path(*t, "ingest", "spool_dir")) c.spool_dir = *p;
-    if (auto p = get_string(*t, "ingest", "policy", false)) {
-        if (*p == "partial")
-            c.policy = RejectPolicy::partial;
-        else if (*p == "reject_file")
-            c.policy = RejectPolicy::reject_file;
-        else
-            fail(*t->get("policy"), "ingest.policy",
+    for (auto [key, policy] : {std::pair{"policy", &c.policy},
+                               std::pair{"endpoint_policy", &c.endpoint_policy}}) {
+        auto p = get_string(*t, "ingest", key, false);
+        if (!p) continue;
+        auto parsed = parse_reject_policy(*p);
+        if (!parsed)
+            fail(*t->get(key), "ingest." + std::string(key),
                  "expected \"partial\" or \"reject_file\", got '" + *p + "'");
+        *policy = *parsed;
     }
     if (auto v = get_int(*t, "ingest", "future_tolerance_s", 0, std::nullopt))
         c.future_tolerance = std::chrono::seconds(*v);
+    if (auto bind = get_string(*t, "ingest", "bind", true)) c.ingest_bind = *bind;
+}
+
+// [ingest] bind must not take an endpoint [[publish]] or [query] binds (checked once those
+// are loaded).
+void Loader::check_ingest_bind(const toml::table& root, const Config& c) const {
+    if (c.ingest_bind.empty()) return;
+    const toml::node& at = *root.get("ingest")->as_table()->get("bind");
+    for (const auto& p : c.publish)
+        if (p.bind == c.ingest_bind)
+            fail(at, "ingest.bind",
+                 "endpoint '" + c.ingest_bind + "' is already bound by [[publish]] '" + p.name + "'");
+    if (c.query_bind == c.ingest_bind)
+        fail(at, "ingest.bind", "endpoint '" + c.ingest_bind + "' is already bound by [query]");
 }
 
 void Loader::load_publish(const toml::table& root, Config& c) const {
@@ -431,6 +452,16 @@ void Loader::load_privacy(const toml::table& root, Config& c) const {
     if (auto v = get_int(*t, "privacy", "min_cell", 1, 1000)) c.min_cell = int(*v);
 }
 
+void Loader::load_retention(const toml::table& root, Config& c) const {
+    const toml::table* t = table_at(root, "", "retention");
+    if (!t) return;
+    check_keys(*t, "retention", {"observations_days", "alerts_days"}, false);
+    if (auto v = get_int(*t, "retention", "observations_days", 1, std::nullopt))
+        c.keep_observations = std::chrono::days(*v);
+    if (auto v = get_int(*t, "retention", "alerts_days", 1, std::nullopt))
+        c.keep_alerts = std::chrono::days(*v);
+}
+
 sdk::ParamValue Loader::plugin_value(const toml::node& n, const std::string& key) const {
     static constexpr std::string_view expected =
         "a boolean, integer, float, string, array of strings or table of numbers";
@@ -493,6 +524,16 @@ void Loader::load_actions(const toml::table& root, Config& c) const {
 }
 
 }  // namespace
+
+std::string_view to_string(RejectPolicy policy) {
+    return policy == RejectPolicy::partial ? "partial" : "reject_file";
+}
+
+std::optional<RejectPolicy> parse_reject_policy(std::string_view name) {
+    if (name == "partial") return RejectPolicy::partial;
+    if (name == "reject_file") return RejectPolicy::reject_file;
+    return std::nullopt;
+}
 
 Config load_config(const std::filesystem::path& file) {
     const std::string label = file.string();

@@ -7,8 +7,10 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ews {
@@ -33,6 +35,11 @@ struct PublishEndpoint {
 
 enum class RejectPolicy { partial, reject_file };
 
+// "partial" or "reject_file", as the configuration and the ingest endpoint spell them.
+std::string_view to_string(RejectPolicy policy);
+// Returns: the policy `name` spells, or nullopt.
+std::optional<RejectPolicy> parse_reject_policy(std::string_view name);
+
 struct Config {
     std::filesystem::path file;  // the file this was loaded from (absolute)
 
@@ -50,8 +57,12 @@ struct Config {
 
     // [ingest]
     std::filesystem::path spool_dir;    // default: <state_dir>/spool
-    RejectPolicy policy = RejectPolicy::partial;
+    RejectPolicy policy = RejectPolicy::partial;  // for spool files and `ewsctl ingest`
     std::chrono::seconds future_tolerance{86400};  // key future_tolerance_s
+    std::string ingest_bind;  // key bind: ZeroMQ ROUTER endpoint for pushed batches; empty = none
+    // Policy of a pushed batch whose request names none: all-or-nothing by default, since
+    // the pushing tool gets every rejected row in the reply and can resend the batch fixed.
+    RejectPolicy endpoint_policy = RejectPolicy::reject_file;  // key endpoint_policy
 
     // [[publish]]
     std::vector<PublishEndpoint> publish;
@@ -69,6 +80,10 @@ struct Config {
 
     // [privacy]
     int min_cell = 5;
+
+    // [retention]: unset = keep for ever; applied daily by the daemon
+    std::optional<std::chrono::days> keep_observations;  // key observations_days, >= 1
+    std::optional<std::chrono::days> keep_alerts;        // key alerts_days, >= 1
 
     // [plugins.<name>]: parameters passed to the plugin's configure()
     std::map<std::string, sdk::Params> plugin_params;

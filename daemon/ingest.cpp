@@ -4,8 +4,11 @@
 #include "ingest.hpp"
 
 #include <boost/uuid/detail/sha1.hpp>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -412,10 +415,82 @@ std::optional<RowError> row_shape_problem(const CsvRow& row, std::size_t columns
 constexpr std::string_view observation_columns[] = {"locality", "time",   "kind",
                                                     "value",    "weight", "source"};
 enum ObsCol { c_locality, c_time, c_kind, c_value, c_weight, c_source };
+constexpr std::size_t observation_required = 4;  // locality, time, kind, value
+constexpr std::string_view person_note = "; no field for a person may be ingested";
 
 constexpr std::string_view locality_columns[] = {"id", "name", "region", "population",
                                                  "neighbours"};
 enum LocCol { c_id, c_name, c_region, c_population, c_neighbours };
+
+// The fields of one observation as text, indexed by ObsCol: a CSV field, a JSON string's
+// value, or a JSON number's token. Empty weight or source means "not given".
+using ObservationText = std::array<std::string_view, std::size(observation_columns)>;
+
+struct FieldProblem {
+    ObsCol field;
+    std::string reason;
+};
+
+// The one set of rules every observation passes, whatever its format.
+// Returns: nullopt with `o` filled in, or the first field at fault and why.
+std::optional<FieldProblem> validate_observation(const ObservationText& text,
+                                                 const ObservationRules& rules, TimePoint latest,
+                                                 Observation& o) {
+    auto get = [&](ObsCol c) { return trim(text[c]); };
+    std::string_view locality = get(c_locality);
+    if (locality.empty()) return FieldProblem{c_locality, "empty locality"};
+    if (!is_id(locality) || (rules.known_locality && !rules.known_locality(locality)))
+        return FieldProblem{c_locality, "unknown locality " + shown(locality)};
+    std::string_view time_text = get(c_time);
+    auto time = parse_time(time_text);
+    if (!time)
+        return FieldProblem{c_time, "time " + shown(time_text) +
+                                        " is not an ISO 8601 date or UTC date-time"};
+    if (*time > latest)
+        return FieldProblem{c_time, "time " + format_time(*time) +
+                                        " is in the future beyond the tolerance (latest accepted " +
+                                        format_time(latest) + ")"};
+    std::string_view kind = get(c_kind);
+    if (!is_kind(kind))
+        return FieldProblem{c_kind,
+                            "kind " + shown(kind) + " does not match [a-z0-9_]+(.[a-z0-9_]+)+"};
+    std::string_view value_text = get(c_value);
+    auto value = parse_number(value_text);
+    if (!value) return FieldProblem{c_value, "value " + shown(value_text) + " is not a finite number"};
+    if ((starts_with(kind, "school.") || starts_with(kind, "incident.")) && *value < 0)
+        return FieldProblem{c_value, "negative count " + number_text(*value) + " for kind " +
+                                         std::string(kind)};
+    if (starts_with(kind, "presence.") && (*value < 0 || *value > 1))
+        return FieldProblem{c_value, "confidence outside 0..1: " + number_text(*value) +
+                                         " for kind " + std::string(kind)};
+    o.weight = 1;
+    if (std::string_view weight_text = get(c_weight); !weight_text.empty()) {
+        auto weight = parse_number(weight_text);
+        if (!weight || *weight <= 0)
+            return FieldProblem{c_weight, "weight " + shown(weight_text) + " is not a number > 0"};
+        o.weight = *weight;
+    }
+    if (std::string_view source = get(c_source); !source.empty()) {
+        if (!is_source(source))
+            return FieldProblem{c_source, "source does not match [A-Za-z0-9_.:-]{1,64}"};
+        o.source = source;
+    } else {
+        o.source = "unknown";
+    }
+    o.locality = locality;
+    o.time = *time;
+    o.kind = kind;
+    o.value = *value;
+    return std::nullopt;
+}
+
+// One row per line, bounded by the shortest possible row (~20 bytes) so that a file of
+// empty lines cannot make this reserve more than a few times the file's size.
+void reserve_rows(std::vector<Observation>& rows, std::string_view content) {
+    rows.reserve(std::min<std::size_t>(
+        static_cast<std::size_t>(std::count(content.begin(), content.end(), '\n')),
+        content.size() / 20));
+}
 
 }  // namespace
 
@@ -428,100 +503,396 @@ ObservationParse parse_observations_csv(std::string_view content, const std::str
         out.errors.push_back({file, 1, 0, "empty file, expected a header line"});
         return out;
     }
-    auto index = read_header(row, observation_columns, 4,
-                             "; no field for a person may be ingested", file, out.errors);
+    auto index = read_header(row, observation_columns, observation_required, person_note, file,
+                             out.errors);
     if (!index) {
         while (reader.next(row)) ++out.data_rows;
         return out;
     }
     const std::size_t columns = row.count;
     const TimePoint latest = rules.now + rules.future_tolerance;
-    // One row per line, bounded by the shortest possible row (~20 bytes) so that a file of
-    // empty lines cannot make this reserve more than a few times the file's size.
-    out.rows.reserve(std::min<std::size_t>(
-        static_cast<std::size_t>(std::count(content.begin(), content.end(), '\n')),
-        content.size() / 20));
+    reserve_rows(out.rows, content);
 
+    ObservationText text{};
     while (reader.next(row)) {
         ++out.data_rows;
         if (auto e = row_shape_problem(row, columns, file)) {
             out.errors.push_back(std::move(*e));
             continue;
         }
-        auto col = [&](ObsCol c) { return std::size_t((*index)[c]) + 1; };
-        auto get = [&](ObsCol c) { return trim(row.field(std::size_t((*index)[c]))); };
-        auto reject = [&](ObsCol c, std::string reason) {
-            out.errors.push_back({file, row.line, col(c), std::move(reason)});
-        };
-
+        for (std::size_t c = 0; c < text.size(); ++c)
+            text[c] = (*index)[c] >= 0 ? row.field(std::size_t((*index)[c])) : std::string_view();
         Observation o;
-        std::string_view locality = get(c_locality);
-        if (locality.empty()) {
-            reject(c_locality, "empty locality");
+        if (auto problem = validate_observation(text, rules, latest, o)) {
+            out.errors.push_back({file, row.line, std::size_t((*index)[problem->field]) + 1,
+                                  std::move(problem->reason)});
             continue;
         }
-        if (!is_id(locality) || (rules.known_locality && !rules.known_locality(locality))) {
-            reject(c_locality, "unknown locality " + shown(locality));
-            continue;
-        }
-        std::string_view time_text = get(c_time);
-        auto time = parse_time(time_text);
-        if (!time) {
-            reject(c_time, "time " + shown(time_text) +
-                               " is not an ISO 8601 date or UTC date-time");
-            continue;
-        }
-        if (*time > latest) {
-            reject(c_time, "time " + format_time(*time) +
-                               " is in the future beyond the tolerance (latest accepted " +
-                               format_time(latest) + ")");
-            continue;
-        }
-        std::string_view kind = get(c_kind);
-        if (!is_kind(kind)) {
-            reject(c_kind, "kind " + shown(kind) + " does not match [a-z0-9_]+(.[a-z0-9_]+)+");
-            continue;
-        }
-        std::string_view value_text = get(c_value);
-        auto value = parse_number(value_text);
-        if (!value) {
-            reject(c_value, "value " + shown(value_text) + " is not a finite number");
-            continue;
-        }
-        if ((starts_with(kind, "school.") || starts_with(kind, "incident.")) && *value < 0) {
-            reject(c_value, "negative count " + number_text(*value) + " for kind " +
-                                std::string(kind));
-            continue;
-        }
-        if (starts_with(kind, "presence.") && (*value < 0 || *value > 1)) {
-            reject(c_value, "confidence outside 0..1: " + number_text(*value) + " for kind " +
-                                std::string(kind));
-            continue;
-        }
-        if ((*index)[c_weight] >= 0 && !get(c_weight).empty()) {
-            auto weight = parse_number(get(c_weight));
-            if (!weight || *weight <= 0) {
-                reject(c_weight, "weight " + shown(get(c_weight)) + " is not a number > 0");
-                continue;
-            }
-            o.weight = *weight;
-        }
-        if ((*index)[c_source] >= 0 && !get(c_source).empty()) {
-            if (!is_source(get(c_source))) {
-                reject(c_source, "source does not match [A-Za-z0-9_.:-]{1,64}");
-                continue;
-            }
-            o.source = get(c_source);
-        } else {
-            o.source = "unknown";
-        }
-        o.locality = locality;
-        o.time = *time;
-        o.kind = kind;
-        o.value = *value;
         out.rows.push_back(std::move(o));
     }
     return out;
+}
+
+// ---- JSON Lines ---------------------------------------------------------------------------
+
+namespace {
+
+enum class JsonType { null, boolean, number, string, object, array };
+
+struct JsonMember {
+    std::string key;
+    JsonType type = JsonType::null;
+    std::string text;  // a string member's decoded value
+};
+
+// Collects the members of one top-level JSON object (nested values only by type) from
+// nlohmann's SAX events; stops at a top level that is not an object, and records the first
+// syntax error with its byte position.
+class FlatObjectSax {
+public:
+    using json = nlohmann::json;
+
+    void reset() {
+        members_.clear();
+        depth_ = 0;
+        top_ = JsonType::object;
+        error_.clear();
+        error_byte_ = 0;
+        overflow_ = false;
+        overflow_key_.clear();
+    }
+    const std::vector<JsonMember>& members() const { return members_; }
+    // Type of the top-level value (object unless the line holds something else).
+    JsonType top() const { return top_; }
+    const std::string& error() const { return error_; }
+    std::size_t error_byte() const { return error_byte_; }  // 1-based, of the last byte read
+    // The error is a number too large for a double (valid JSON, but not a finite number):
+    // the key of the top-level member it was the value of, else empty.
+    bool overflow() const { return overflow_; }
+    const std::string& overflow_key() const { return overflow_key_; }
+
+    bool null() { return value(JsonType::null); }
+    bool boolean(bool) { return value(JsonType::boolean); }
+    bool number_integer(json::number_integer_t) { return value(JsonType::number); }
+    bool number_unsigned(json::number_unsigned_t) { return value(JsonType::number); }
+    bool number_float(json::number_float_t, const json::string_t&) {
+        return value(JsonType::number);
+    }
+    bool string(json::string_t& s) { return value(JsonType::string, &s); }
+    bool binary(json::binary_t&) { return value(JsonType::string); }
+    bool start_object(std::size_t) { return start(JsonType::object); }
+    bool start_array(std::size_t) { return start(JsonType::array); }
+    bool end_object() { return --depth_, true; }
+    bool end_array() { return --depth_, true; }
+    bool key(json::string_t& k) {
+        if (depth_ == 1) members_.push_back({std::move(k), JsonType::null, {}});
+        return true;
+    }
+    bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) {
+        error_byte_ = position;
+        overflow_ = e.id == 406;  // out_of_range.406: number overflow
+        if (overflow_ && depth_ == 1 && !members_.empty()) overflow_key_ = members_.back().key;
+        // "[json.exception.parse_error.101] parse error at line 1, column 6: <reason>": the
+        // position is reported separately, so only the reason is kept.
+        error_ = e.what();
+        if (auto b = error_.find("] "); b != std::string::npos) error_.erase(0, b + 2);
+        if (error_.starts_with("parse error"))
+            if (auto colon = error_.find(": "); colon != std::string::npos) error_.erase(0, colon + 2);
+        // "...; last read: '<token>'[; expected ...]": the token may be a whole line; a
+        // reason quotes, it never copies.
+        constexpr std::string_view last_read = "last read: '";
+        if (auto from = error_.find(last_read); from != std::string::npos) {
+            from += last_read.size() - 1;
+            auto to = error_.find("'; expected", from + 1);
+            if (to == std::string::npos) to = error_.rfind('\'');
+            if (to != std::string::npos && to > from)
+                error_.replace(from, to + 1 - from,
+                               shown(std::string_view(error_).substr(from + 1, to - from - 1)));
+        }
+        return false;
+    }
+
+private:
+    bool value(JsonType type, std::string* text = nullptr) {
+        if (depth_ == 0) {
+            top_ = type;
+            return false;
+        }
+        if (depth_ == 1 && !members_.empty()) {
+            members_.back().type = type;
+            if (text) members_.back().text = std::move(*text);
+        }
+        return true;
+    }
+    bool start(JsonType type) {
+        if (depth_ == 0 && type != JsonType::object) return value(type);
+        if (depth_ > 0) value(type);
+        ++depth_;
+        return true;
+    }
+
+    std::vector<JsonMember> members_;
+    int depth_ = 0;
+    JsonType top_ = JsonType::object;
+    std::string error_;
+    std::size_t error_byte_ = 0;
+    bool overflow_ = false;
+    std::string overflow_key_;
+};
+
+// Where a top-level member sits in its line (byte offsets).
+struct MemberPlace {
+    std::size_t key = 0;  // the key's opening quote
+    std::size_t value = 0;
+    std::size_t value_end = 0;
+};
+
+bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+bool is_number_char(char c) {
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+// Returns: the number token that ends at or just before byte offset `at` of `line`.
+std::pair<std::size_t, std::string_view> number_before(std::string_view line, std::size_t at) {
+    std::size_t end = std::min(at + 1, line.size());
+    while (end > 0 && !is_number_char(line[end - 1])) --end;
+    std::size_t begin = end;
+    while (begin > 0 && is_number_char(line[begin - 1])) --begin;
+    return {begin, line.substr(begin, end - begin)};
+}
+
+// `line` holds one JSON object that nlohmann accepted, so only its structure is followed.
+// Returns: the places of its top-level members, in order (the order of the SAX keys).
+void member_places(std::string_view line, std::vector<MemberPlace>& out) {
+    out.clear();
+    const std::size_t n = line.size();
+    std::size_t i = 0;
+    auto space = [&] {
+        while (i < n && is_json_space(line[i])) ++i;
+    };
+    auto skip_string = [&] {
+        for (++i; i < n && line[i] != '"'; ++i)
+            if (line[i] == '\\') ++i;
+        ++i;
+    };
+    auto skip_value = [&] {
+        if (line[i] == '"') return skip_string();
+        if (line[i] == '{' || line[i] == '[') {
+            int depth = 0;
+            do {
+                const char c = line[i];
+                if (c == '"') {
+                    skip_string();
+                    continue;
+                }
+                if (c == '{' || c == '[') ++depth;
+                if (c == '}' || c == ']') --depth;
+                ++i;
+            } while (i < n && depth > 0);
+            return;
+        }
+        while (i < n && line[i] != ',' && line[i] != '}' && !is_json_space(line[i])) ++i;
+    };
+    space();
+    ++i;  // '{'
+    for (;;) {
+        space();
+        if (i >= n || line[i] == '}') return;
+        MemberPlace p;
+        p.key = i;
+        skip_string();
+        space();
+        ++i;  // ':'
+        space();
+        p.value = i;
+        skip_value();
+        p.value_end = i;
+        out.push_back(p);
+        space();
+        if (i < n && line[i] == ',') ++i;
+    }
+}
+
+// Returns: the 1-based character column of byte offset `byte` of the UTF-8 text `line`
+// (an offset past the end counts on as if by one-byte characters).
+std::size_t char_column(std::string_view line, std::size_t byte) {
+    const std::size_t end = std::min(byte, line.size());
+    std::size_t chars = 0;
+    for (std::size_t i = 0; i < end; ++i)
+        if ((static_cast<unsigned char>(line[i]) & 0xC0) != 0x80) ++chars;
+    return chars + 1 + (byte - end);
+}
+
+std::string allowed_observation_keys() {
+    std::string list;
+    for (auto a : observation_columns) list += (list.empty() ? "" : ",") + std::string(a);
+    return list;
+}
+
+}  // namespace
+
+ObservationParse parse_observations_jsonl(std::string_view content, const std::string& file,
+                                          const ObservationRules& rules) {
+    ObservationParse out;
+    if (content.substr(0, 3) == "\xEF\xBB\xBF") content.remove_prefix(3);
+    const TimePoint latest = rules.now + rules.future_tolerance;
+    const std::string allowed = allowed_observation_keys();
+    reserve_rows(out.rows, content);
+    FlatObjectSax sax;
+    std::vector<MemberPlace> places;
+
+    std::size_t line_no = 0;
+    for (std::size_t pos = 0; pos < content.size();) {
+        ++line_no;
+        std::size_t eol = content.find('\n', pos);
+        if (eol == std::string_view::npos) eol = content.size();
+        std::string_view line = content.substr(pos, eol - pos);
+        pos = eol + 1;
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        if (std::all_of(line.begin(), line.end(), is_json_space)) continue;
+        ++out.data_rows;
+        auto reject = [&](std::size_t byte, std::string reason) {
+            out.errors.push_back({file, line_no, char_column(line, byte), std::move(reason)});
+        };
+        if (line.size() > max_jsonl_line_bytes) {
+            out.errors.push_back({file, line_no, 0,
+                                  "line longer than " + std::to_string(max_jsonl_line_bytes) +
+                                      " bytes"});
+            continue;
+        }
+        std::size_t bad = 0;
+        while (bad < line.size() && utf8_sequence(line, bad) != 0) bad += utf8_sequence(line, bad);
+        if (bad < line.size()) {
+            char buf[48];
+            std::snprintf(buf, sizeof buf, "malformed UTF-8 (byte 0x%02X)",
+                          static_cast<unsigned char>(line[bad]));
+            reject(bad, buf);
+            continue;
+        }
+
+        sax.reset();
+        const std::size_t start = line.find_first_not_of(" \t\r");
+        if (!nlohmann::json::sax_parse(line.begin(), line.end(), &sax)) {
+            const std::size_t at = sax.error_byte() > 0 ? sax.error_byte() - 1 : 0;
+            if (sax.overflow()) {
+                // The same words as for a CSV field: JSON has no such number, but its
+                // producer meant a value.
+                auto [begin, token] = number_before(line, at);
+                const std::string& key = sax.overflow_key();
+                const bool known = std::find(std::begin(observation_columns),
+                                             std::end(observation_columns),
+                                             key) != std::end(observation_columns);
+                reject(begin, (known ? key : std::string("number")) + " " + shown(token) +
+                                  " is not a finite number");
+            } else if (!sax.error().empty()) {
+                reject(at, "invalid JSON: " + sax.error());
+            } else {
+                static constexpr const char* names[] = {"null",   "a boolean", "a number",
+                                                        "a string", "an object", "an array"};
+                reject(start, "expected a JSON object with the keys " + allowed + ", got " +
+                                  names[static_cast<int>(sax.top())]);
+            }
+            continue;
+        }
+        member_places(line, places);
+        const auto& members = sax.members();
+        if (places.size() != members.size()) {  // cannot happen for JSON nlohmann accepted
+            reject(start, "cannot locate the members of this object");
+            continue;
+        }
+
+        // Which member holds each field: the same rules as a CSV header, per line.
+        std::array<std::size_t, std::size(observation_columns)> member_of;
+        member_of.fill(SIZE_MAX);
+        std::optional<std::pair<std::size_t, std::string>> problem;
+        for (std::size_t m = 0; m < members.size() && !problem; ++m) {
+            const std::string& key = members[m].key;
+            auto it = std::find(std::begin(observation_columns), std::end(observation_columns), key);
+            if (it == std::end(observation_columns)) {
+                problem = {places[m].key, "unknown key " + shown(key) + " (allowed: " + allowed +
+                                              ")" + std::string(person_note)};
+                break;
+            }
+            auto c = static_cast<std::size_t>(it - std::begin(observation_columns));
+            if (member_of[c] != SIZE_MAX) {
+                problem = {places[m].key,
+                           "duplicate key '" + key + "' (first at column " +
+                               std::to_string(char_column(line, places[member_of[c]].key)) + ")"};
+                break;
+            }
+            member_of[c] = m;
+        }
+        for (std::size_t c = 0; c < observation_required && !problem; ++c)
+            if (member_of[c] == SIZE_MAX)
+                problem = {start, "missing key '" + std::string(observation_columns[c]) +
+                                      "' (required: locality,time,kind,value)"};
+
+        // Types: value and weight are JSON numbers, the others strings; an optional field
+        // (weight, source) may be null, meaning not given.
+        ObservationText text{};
+        for (std::size_t c = 0; c < text.size() && !problem; ++c) {
+            if (member_of[c] == SIZE_MAX) continue;
+            const JsonMember& m = members[member_of[c]];
+            const MemberPlace& at = places[member_of[c]];
+            const bool optional = c == c_weight || c == c_source;
+            const bool numeric = c == c_value || c == c_weight;
+            if (m.type == JsonType::null && optional) continue;
+            std::string_view raw = line.substr(at.value, at.value_end - at.value);
+            if (numeric && m.type != JsonType::number) {
+                problem = {at.value, std::string(observation_columns[c]) +
+                                         " must be a JSON number, got " + shown(raw) +
+                                         (m.type == JsonType::string
+                                              ? " (a number in quotes is not accepted)"
+                                              : "")};
+            } else if (!numeric && m.type != JsonType::string) {
+                problem = {at.value, std::string(observation_columns[c]) +
+                                         " must be a JSON string, got " + shown(raw)};
+            } else if (numeric) {
+                text[c] = raw;
+            } else if (auto p = text_problem(m.text)) {
+                problem = {at.value, std::string(observation_columns[c]) + ": " + *p};
+            } else {
+                text[c] = m.text;
+            }
+        }
+        if (problem) {
+            reject(problem->first, std::move(problem->second));
+            continue;
+        }
+        Observation o;
+        if (auto p = validate_observation(text, rules, latest, o)) {
+            reject(places[member_of[p->field]].value, std::move(p->reason));
+            continue;
+        }
+        out.rows.push_back(std::move(o));
+    }
+    if (out.data_rows == 0)
+        out.errors.push_back({file, 1, 0, "empty file, expected one JSON object per line"});
+    return out;
+}
+
+ObservationParse parse_observations(std::string_view content, const std::string& file,
+                                    IngestFormat format, const ObservationRules& rules) {
+    return format == IngestFormat::jsonl ? parse_observations_jsonl(content, file, rules)
+                                         : parse_observations_csv(content, file, rules);
+}
+
+std::string_view to_string(IngestFormat format) {
+    return format == IngestFormat::jsonl ? "jsonl" : "csv";
+}
+
+std::optional<IngestFormat> parse_ingest_format(std::string_view name) {
+    if (name == "csv") return IngestFormat::csv;
+    if (name == "jsonl") return IngestFormat::jsonl;
+    return std::nullopt;
+}
+
+std::optional<IngestFormat> format_of(const std::filesystem::path& file) {
+    const auto ext = file.extension();
+    if (ext == ".csv") return IngestFormat::csv;
+    if (ext == ".jsonl") return IngestFormat::jsonl;
+    return std::nullopt;
 }
 
 LocalityParse parse_localities_csv(std::string_view content, const std::string& file) {
@@ -656,21 +1027,17 @@ bool read_whole_file(const std::filesystem::path& file, std::string& content, st
 
 }  // namespace
 
-IngestOutcome ingest_file(const std::filesystem::path& file, Store& store,
-                          const ObservationRules& rules, RejectPolicy policy) {
+IngestOutcome ingest_content(std::string_view content, const std::string& name,
+                             IngestFormat format, Store& store, const ObservationRules& rules,
+                             RejectPolicy policy) {
     IngestOutcome out;
-    out.file = file.string();
-    std::string content, read_error;
-    if (!read_whole_file(file, content, read_error)) {
-        out.errors.push_back({out.file, 0, 0, "cannot read the file: " + read_error});
-        return out;
-    }
+    out.file = name;
     const std::string digest = content_digest(content);
     if (store.ingest_seen(digest)) {
         out.duplicate = true;
         return out;
     }
-    ObservationParse parsed = parse_observations_csv(content, out.file, rules);
+    ObservationParse parsed = parse_observations(content, out.file, format, rules);
     out.errors = std::move(parsed.errors);
     out.data_rows = parsed.data_rows;
     // Nothing is committed when the policy refuses any error, or when no row at all is
@@ -689,6 +1056,19 @@ IngestOutcome ingest_file(const std::filesystem::path& file, Store& store,
     out.committed = true;
     out.rows = std::move(parsed.rows);
     return out;
+}
+
+IngestOutcome ingest_file(const std::filesystem::path& file, Store& store,
+                          const ObservationRules& rules, RejectPolicy policy) {
+    std::string content, read_error;
+    if (!read_whole_file(file, content, read_error)) {
+        IngestOutcome out;
+        out.file = file.string();
+        out.errors.push_back({out.file, 0, 0, "cannot read the file: " + read_error});
+        return out;
+    }
+    return ingest_content(content, file.string(), format_of(file).value_or(IngestFormat::csv),
+                          store, rules, policy);
 }
 
 // ---- spool --------------------------------------------------------------------------------
@@ -750,8 +1130,8 @@ std::vector<std::filesystem::path> Spool::pending() const {
         // Symlinks are not followed: the daemon reads only files dropped into the spool.
         if (!entry.is_regular_file(ec) || entry.is_symlink(ec)) continue;
         const std::string name = entry.path().filename().string();
-        if (name.empty() || name.front() == '.' || !ends_with(name, ".csv") ||
-            ends_with(name, ".rejected.csv"))
+        if (name.empty() || name.front() == '.' || ends_with(name, ".rejected.csv") ||
+            !(ends_with(name, ".csv") || ends_with(name, ".jsonl")))
             continue;
         out.push_back(entry.path());
     }

@@ -121,7 +121,15 @@ ObservationRules Pipeline::rules(TimePoint now) const {
 }
 
 IngestOutcome Pipeline::ingest(const std::filesystem::path& file, TimePoint now) {
-    IngestOutcome out = ingest_file(file, *store_, rules(now), config_.policy);
+    return applied(ingest_file(file, *store_, rules(now), config_.policy));
+}
+
+IngestOutcome Pipeline::ingest_bytes(std::string_view content, const std::string& name,
+                                     IngestFormat format, RejectPolicy policy, TimePoint now) {
+    return applied(ingest_content(content, name, format, *store_, rules(now), policy));
+}
+
+IngestOutcome Pipeline::applied(IngestOutcome out) {
     if (out.committed) engine_.apply(out.rows);
     return out;
 }

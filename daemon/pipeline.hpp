@@ -66,8 +66,13 @@ public:
     // Re-reads the locality table from the store (after `ewsctl localities import`).
     void reload_localities();
 
-    // Ingests one file and applies its committed rows to the engine.
+    // Ingests one file (format by extension, config.policy) and applies its committed rows to
+    // the engine, marking their localities dirty. Throws: StoreError (nothing committed).
     IngestOutcome ingest(const std::filesystem::path& file, TimePoint now);
+    // The same for a batch pushed through the ingest endpoint: `name` labels it in errors and
+    // in the ingest record. Throws: StoreError (nothing committed).
+    IngestOutcome ingest_bytes(std::string_view content, const std::string& name,
+                               IngestFormat format, RejectPolicy policy, TimePoint now);
 
     // Evaluates at `now` (all localities, or only those whose data changed), commits state and
     // events in one transaction, and returns the committed outbox rows to publish. Plugins
@@ -97,6 +102,8 @@ private:
 
     std::vector<std::string> outbox_endpoints() const;
     void quarantine_crashed_plugin();
+    // Applies an ingest's committed rows to the engine. Returns: `out`.
+    IngestOutcome applied(IngestOutcome out);
     EvaluationOptions evaluation_options();
     // A plugin of plugins_.loaded to quarantine once the evaluation has committed.
     struct Failing {

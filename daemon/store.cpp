@@ -3,12 +3,18 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <numeric>
+#include <thread>
 #include <utility>
 
 namespace ews {
@@ -68,6 +74,20 @@ CREATE TABLE outbox(
 CREATE INDEX outbox_by_alert ON outbox(endpoint, alert_id, seq);
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE audit(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, what TEXT NOT NULL);
+)sql",
+    // 1 -> 2: outbox rows carry when they were committed, for retention. Rows written before
+    // take the "at" of their own JSON payload (the event's time), else the time of the
+    // upgrade, so none of them looks older than it is. The column stays nullable: a row
+    // without a time is never purged. Observations get no index on time: retention reads
+    // that table once a day by locality (its key's first column), which costs less than an
+    // index every ingested row would pay for.
+    R"sql(
+ALTER TABLE outbox ADD COLUMN at INTEGER;
+UPDATE outbox SET at = coalesce(
+    CASE WHEN json_valid(payload) AND json_type(payload, '$.at') = 'text'
+         THEN CAST(strftime('%s', json_extract(payload, '$.at')) AS INTEGER) END,
+    CAST(strftime('%s', 'now') AS INTEGER));
+CREATE INDEX outbox_by_time ON outbox(at);
 )sql",
 };
 static_assert(std::size(migrations) == Store::schema_version,
@@ -176,6 +196,7 @@ struct Store::Statements {
     Stmt select_alert_states, upsert_alert_state;
     Stmt last_seq, insert_outbox, outbox_after, open_alert_rows;
     Stmt select_meta, upsert_meta, insert_audit;
+    Stmt next_observed_locality, delete_old_observations, delete_old_ingests, delete_old_outbox;
 };
 
 namespace {
@@ -212,6 +233,297 @@ private:
     const std::string& where_;
     bool done_ = false;
 };
+
+// The rows of a checking pragma (quick_check, integrity_check) other than "ok".
+struct CheckRows {
+    int rc = SQLITE_OK;
+    std::string error;  // SQLite's message when rc != SQLITE_OK
+    std::vector<std::string> problems;
+};
+
+CheckRows run_check(sqlite3* db, const char* pragma) {
+    CheckRows out;
+    char* message = nullptr;
+    out.rc = sqlite3_exec(
+        db, pragma,
+        [](void* rows, int, char** values, char**) {
+            auto& problems = *static_cast<std::vector<std::string>*>(rows);
+            if (values[0] && std::string_view(values[0]) != "ok") problems.emplace_back(values[0]);
+            return 0;
+        },
+        &out.problems, &message);
+    if (out.rc != SQLITE_OK) out.error = message ? message : sqlite3_errmsg(db);
+    sqlite3_free(message);
+    return out;
+}
+
+// Returns: the problems integrity_check reports; a database too damaged to be read at all
+// is one problem. Throws: StoreError (other failures, e.g. I/O).
+std::vector<std::string> full_check(sqlite3* db, const std::string& where) {
+    auto check = run_check(db, "PRAGMA integrity_check");
+    if (check.rc == SQLITE_CORRUPT || check.rc == SQLITE_NOTADB) check.problems.push_back(check.error);
+    else if (check.rc != SQLITE_OK) throw StoreError(where + ": integrity_check: " + check.error);
+    return check.problems;
+}
+
+void exec_on(sqlite3* db, const std::string& sql, const std::string& where) {
+    char* message = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
+    std::string text = message ? message : sqlite3_errmsg(db);
+    sqlite3_free(message);
+    if (rc != SQLITE_OK) throw StoreError(where + ": " + text);
+}
+
+void prepare_once(sqlite3* db, Stmt& s, const std::string& sql, const std::string& where) {
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, s.out(), nullptr) != SQLITE_OK)
+        throw StoreError(where + ": " + sqlite3_errmsg(db) + ": " + sql);
+}
+
+std::int64_t query_int(sqlite3* db, const std::string& sql, const std::string& where) {
+    Stmt s;
+    prepare_once(db, s, sql, where);
+    Use u(s, db, where);
+    return u.step() ? u.col_int(0) : 0;
+}
+
+// Quotes `name` as an SQL identifier.
+std::string identifier(std::string_view name) {
+    std::string out = "\"";
+    for (char c : name) {
+        if (c == '"') out += '"';
+        out += c;
+    }
+    return out + '"';
+}
+
+std::vector<TableCount> count_tables(sqlite3* db, const std::string& where) {
+    std::vector<TableCount> out;
+    {
+        Stmt s;
+        prepare_once(db, s,
+                     "SELECT name FROM sqlite_schema WHERE type='table' "
+                     "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+                     where);
+        Use u(s, db, where);
+        while (u.step()) out.push_back(TableCount{std::string(u.col_text(0)), 0});
+    }
+    for (auto& t : out) t.rows = query_int(db, "SELECT count(*) FROM " + identifier(t.table), where);
+    return out;
+}
+
+std::uint64_t file_size_or_zero(const std::filesystem::path& p) {
+    std::error_code ec;
+    auto n = std::filesystem::file_size(p, ec);
+    return ec ? 0 : n;
+}
+
+// A connection of its own that writes nothing, to a file another process (the daemon) may be
+// writing: WAL lets it read a consistent snapshot without blocking that writer.
+class ReadConnection {
+public:
+    explicit ReadConnection(const std::filesystem::path& file) {
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(file, ec))
+            throw StoreError(file.string() + ": no database file here (check daemon.state_dir " +
+                             "in the configuration)");
+        // Without a -wal file no connection has the database open. A read-only connection
+        // would create an empty -wal and -shm that it may not remove; a read-write one with
+        // query_only writes nothing either, and removes them when it closes as the last one.
+        // Read-only it is when the file may not be written by this user.
+        if (!std::filesystem::exists(file.string() + "-wal", ec) &&
+            open(file, SQLITE_OPEN_READWRITE) == SQLITE_OK &&
+            sqlite3_exec(db_, "PRAGMA query_only=1", nullptr, nullptr, nullptr) == SQLITE_OK)
+            return;
+        if (int rc = open(file, SQLITE_OPEN_READONLY); rc != SQLITE_OK) {
+            std::string text = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
+            sqlite3_close(db_);
+            db_ = nullptr;
+            throw StoreError(file.string() + ": cannot open database to read: " + text);
+        }
+    }
+    ~ReadConnection() { sqlite3_close(db_); }
+    ReadConnection(const ReadConnection&) = delete;
+    ReadConnection& operator=(const ReadConnection&) = delete;
+    sqlite3* get() const { return db_; }
+
+private:
+    // Returns: SQLite's result; on success db_ is open with a busy timeout.
+    int open(const std::filesystem::path& file, int mode) {
+        sqlite3_close(db_);
+        db_ = nullptr;
+        int rc = sqlite3_open_v2(file.c_str(), &db_, mode | SQLITE_OPEN_NOMUTEX, nullptr);
+        if (rc == SQLITE_OK) sqlite3_busy_timeout(db_, 5000);
+        return rc;
+    }
+
+    sqlite3* db_ = nullptr;
+};
+
+// A read transaction over several statements, so they see one snapshot; ended when the
+// scope ends.
+class ReadSnapshot {
+public:
+    ReadSnapshot(sqlite3* db, const std::string& where) : db_(db) { exec_on(db_, "BEGIN", where); }
+    ~ReadSnapshot() {
+        if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+    }
+    ReadSnapshot(const ReadSnapshot&) = delete;
+    ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+
+private:
+    sqlite3* db_;
+};
+
+StoreStats collect_stats(sqlite3* db, const std::filesystem::path& file) {
+    const std::string w = file.string() + ": stats";
+    StoreStats out;
+    ReadSnapshot snapshot(db, w);
+    out.schema_version = int(query_int(db, "PRAGMA user_version", w));
+    const auto page_size = std::uint64_t(query_int(db, "PRAGMA page_size", w));
+    out.file_bytes = page_size * std::uint64_t(query_int(db, "PRAGMA page_count", w));
+    out.free_bytes = page_size * std::uint64_t(query_int(db, "PRAGMA freelist_count", w));
+    out.wal_bytes = file_size_or_zero(file.string() + "-wal");
+    out.tables = count_tables(db, w);
+    auto has = [&](std::string_view name) {
+        return std::any_of(out.tables.begin(), out.tables.end(),
+                           [&](const TableCount& t) { return t.table == name; });
+    };
+    if (has("observations")) {
+        Stmt s;
+        prepare_once(db, s, "SELECT count(*), min(time), max(time) FROM observations", w);
+        Use u(s, db, w);
+        if (u.step()) {
+            out.observations = u.col_int(0);
+            if (!u.col_null(1)) out.oldest_observation = from_unix(u.col_int(1));
+            if (!u.col_null(2)) out.newest_observation = from_unix(u.col_int(2));
+        }
+        Stmt k;
+        prepare_once(db, k,
+                     "SELECT kind, count(*) AS n FROM observations GROUP BY kind "
+                     "ORDER BY n DESC, kind LIMIT 20",
+                     w);
+        Use uk(k, db, w);
+        while (uk.step()) out.kinds.emplace_back(std::string(uk.col_text(0)), uk.col_int(1));
+    }
+    if (has("outbox")) {
+        Stmt s;
+        prepare_once(db, s, "SELECT endpoint, max(seq) FROM outbox GROUP BY endpoint ORDER BY endpoint", w);
+        Use u(s, db, w);
+        while (u.step())
+            out.last_seq.emplace_back(std::string(u.col_text(0)), std::uint64_t(u.col_int(1)));
+    }
+    return out;
+}
+
+// Flushes `p` (a file, or a directory after a rename in it) to stable storage.
+void sync_path(const std::filesystem::path& p, bool directory, const std::string& where) {
+    int fd = ::open(p.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) {
+        int e = errno;
+        if (fd >= 0) ::close(fd);
+        throw StoreError(where + ": cannot sync " + p.string() + ": " + std::strerror(e));
+    }
+    ::close(fd);
+}
+
+BackupResult backup_to(sqlite3* src, const std::filesystem::path& src_file,
+                       const std::filesystem::path& out) {
+    namespace fs = std::filesystem;
+    const std::string w = "backup of " + src_file.string() + " to " + out.string();
+    std::error_code ec;
+    if (out.filename().empty() || fs::is_directory(out, ec))
+        throw StoreError(w + ": the target is a directory; give the backup's file name");
+    const fs::path dir = out.parent_path().empty() ? fs::path(".") : out.parent_path();
+    if (!fs::is_directory(dir, ec))
+        throw StoreError(w + ": directory " + dir.string() + " does not exist");
+
+    // Hidden and unique: a reader of the directory never takes it for a finished backup.
+    const fs::path tmp = dir / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()));
+    auto remove_tmp = [&tmp] {
+        std::error_code ignored;
+        for (const char* suffix : {"", "-journal", "-wal", "-shm"})
+            fs::remove(tmp.string() + suffix, ignored);
+    };
+    remove_tmp();
+
+    sqlite3* dest = nullptr;
+    auto fail = [&](const std::string& why) {
+        if (dest) sqlite3_close(dest);
+        dest = nullptr;
+        remove_tmp();
+        throw StoreError(w + ": " + why);
+    };
+    int rc = sqlite3_open_v2(tmp.c_str(), &dest,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+        int e = dest ? sqlite3_system_errno(dest) : 0;
+        fail("cannot create " + tmp.string() + ": " + (dest ? sqlite3_errmsg(dest) : sqlite3_errstr(rc)) +
+             (e ? std::string(" (") + std::strerror(e) + ")" : std::string()));
+    }
+
+    sqlite3_backup* copy = sqlite3_backup_init(dest, "main", src, "main");
+    if (!copy) fail(std::string("cannot start: ") + sqlite3_errmsg(dest));
+    // All pages in one step: one read transaction on the source, a consistent snapshot that
+    // WAL lets the daemon keep writing past. Copying in slices would restart the copy from
+    // the first page after every commit of another connection, so under a busy daemon it
+    // might never finish. The cost: the WAL cannot be checkpointed past the snapshot until
+    // the copy ends, so it grows meanwhile.
+    for (int attempt = 0;; ++attempt) {
+        rc = sqlite3_backup_step(copy, -1);
+        if ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) && attempt < 50) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            continue;
+        }
+        break;
+    }
+    sqlite3_backup_finish(copy);
+    if (rc != SQLITE_DONE)
+        fail(std::string("copying failed: ") + sqlite3_errstr(rc) + " (" + sqlite3_errmsg(dest) + ")");
+
+    // The copy took the source's WAL flag; a backup is one self-contained file. Then the
+    // full check: a copy is only worth keeping if it can be restored.
+    BackupResult result;
+    result.file = out;
+    std::string problem;
+    const std::string inner = tmp.string();
+    try {
+        std::string mode;
+        {
+            Stmt s;
+            prepare_once(dest, s, "PRAGMA journal_mode=DELETE", inner);
+            Use u(s, dest, inner);
+            if (u.step()) mode = u.col_text(0);
+        }
+        if (mode != "delete") {
+            problem = "cannot leave WAL mode in the copy (journal mode '" + mode + "')";
+        } else if (auto problems = full_check(dest, inner); !problems.empty()) {
+            std::string text;
+            for (std::size_t i = 0; i < problems.size() && i < 5; ++i)
+                text += (i ? "; " : "") + problems[i];
+            problem = "the copy fails integrity_check, so the database itself is damaged (" +
+                      text + "); run `ewsctl db check` and keep the previous backup";
+        } else {
+            result.schema_version = int(query_int(dest, "PRAGMA user_version", inner));
+            result.tables = count_tables(dest, inner);
+        }
+    } catch (const StoreError& e) {
+        problem = std::string("verifying the copy failed: ") + e.what();
+    }
+    if (!problem.empty()) fail(problem);
+    if (sqlite3_close(dest) != SQLITE_OK) fail("closing the copy failed");
+    dest = nullptr;
+    try {
+        sync_path(tmp, false, w);
+    } catch (const StoreError&) {
+        remove_tmp();
+        throw;
+    }
+    fs::rename(tmp, out, ec);
+    if (ec) fail("cannot rename " + tmp.string() + " to " + out.string() + ": " + ec.message());
+    sync_path(dir, true, w);
+    result.bytes = file_size_or_zero(out);
+    return result;
+}
 
 }  // namespace
 
@@ -294,25 +606,24 @@ void Store::open() {
     exec("PRAGMA synchronous=NORMAL", "setting synchronous");
     exec("PRAGMA foreign_keys=ON", "enabling foreign keys");
 
+    // quick_check, not integrity_check: it reads every page and checks the b-tree structure
+    // and records (O(N)) but not that each index matches its table (integrity_check's
+    // O(N log N) part), which on years of observations adds many seconds to every start;
+    // a restarted daemon should be back within seconds. `ewsctl db check` and every backup
+    // run the full check.
     {
-        std::string problems;
-        char* message = nullptr;
-        rc = sqlite3_exec(
-            db_, "PRAGMA quick_check",
-            [](void* out, int, char** values, char**) {
-                auto& text = *static_cast<std::string*>(out);
-                if (values[0] && std::string_view(values[0]) != "ok" && text.size() < 500) {
-                    if (!text.empty()) text += "; ";
-                    text += values[0];
-                }
-                return 0;
-            },
-            &problems, &message);
-        std::string text = message ? message : "";
-        sqlite3_free(message);
-        if (rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT || (rc == SQLITE_OK && !problems.empty()))
-            throw StoreError(corrupt_message(rc == SQLITE_OK ? problems : text));
-        if (rc != SQLITE_OK) throw StoreError(where("quick_check") + ": " + text);
+        auto check = run_check(db_, "PRAGMA quick_check");
+        if (check.rc == SQLITE_NOTADB || check.rc == SQLITE_CORRUPT)
+            throw StoreError(corrupt_message(check.error));
+        if (check.rc != SQLITE_OK) throw StoreError(where("quick_check") + ": " + check.error);
+        if (!check.problems.empty()) {
+            std::string text;
+            for (const auto& p : check.problems) {
+                if (text.size() >= 500) break;
+                text += (text.empty() ? "" : "; ") + p;
+            }
+            throw StoreError(corrupt_message(text));
+        }
     }
 
     migrate();
@@ -359,8 +670,8 @@ void Store::open() {
             "opened_at=excluded.opened_at, changed_at=excluded.changed_at, score=excluded.score");
     prepare(s.last_seq, "SELECT coalesce(max(seq), 0) FROM outbox WHERE endpoint=?1");
     prepare(s.insert_outbox,
-            "INSERT INTO outbox(endpoint, seq, topic, payload, alert_id, locality) "
-            "VALUES(?1,?2,?3,?4,?5,?6)");
+            "INSERT INTO outbox(endpoint, seq, topic, payload, alert_id, locality, at) "
+            "VALUES(?1,?2,?3,?4,?5,?6,?7)");
     prepare(s.outbox_after,
             "SELECT endpoint, seq, topic, payload, alert_id, locality FROM outbox "
             "WHERE endpoint=?1 AND seq>?2 ORDER BY seq LIMIT ?3");
@@ -381,6 +692,24 @@ void Store::open() {
             "INSERT INTO meta(key, value) VALUES(?1,?2) "
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value");
     prepare(s.insert_audit, "INSERT INTO audit(at, what) VALUES(?1,?2)");
+    // One index seek: min() over the first column of the primary key.
+    prepare(s.next_observed_locality, "SELECT min(locality) FROM observations WHERE locality>?1");
+    prepare(s.delete_old_observations, "DELETE FROM observations WHERE locality=?1 AND time<?2");
+    prepare(s.delete_old_ingests, "DELETE FROM ingests WHERE at<?1");
+    // Candidates come from outbox_by_time; each guard is a primary-key or index probe. The
+    // rows the guards keep are few (one per endpoint and per open alert), so rereading them
+    // in every batch costs little.
+    prepare(s.delete_old_outbox,
+            "DELETE FROM outbox WHERE (endpoint, seq) IN ("
+            "  SELECT o.endpoint, o.seq FROM outbox o INDEXED BY outbox_by_time "
+            "  WHERE o.at<?1 "
+            "  AND o.seq < (SELECT max(l.seq) FROM outbox l WHERE l.endpoint=o.endpoint) "
+            "  AND NOT EXISTS (SELECT 1 FROM alert_state a "
+            "    WHERE a.locality=o.locality AND a.level>0 AND a.alert_id=o.alert_id "
+            "    AND o.alert_id<>'' "
+            "    AND o.seq=(SELECT max(x.seq) FROM outbox x INDEXED BY outbox_by_alert "
+            "               WHERE x.endpoint=o.endpoint AND x.alert_id=o.alert_id)) "
+            "  LIMIT ?2)");
 }
 
 void Store::migrate() {
@@ -594,6 +923,7 @@ void Store::commit_evaluation(const std::vector<AlertState>& changed,
     }
     // Read inside the write transaction, so no other writer can take a seq in between.
     std::map<std::string, std::uint64_t, std::less<>> next;
+    const std::int64_t committed_at = to_unix(wall_now());
     for (const auto& r : rows) {
         auto it = next.find(r.endpoint);
         if (it == next.end()) it = next.emplace(r.endpoint, last_seq(r.endpoint) + 1).first;
@@ -605,7 +935,7 @@ void Store::commit_evaluation(const std::vector<AlertState>& changed,
                              r.endpoint + " is beyond what the store can hold");
         Use u(s.insert_outbox, db_, w);
         u.text(1, r.endpoint).integer(2, static_cast<std::int64_t>(r.seq)).text(3, r.topic);
-        u.text(4, r.payload).text(5, r.alert_id).text(6, r.locality).run();
+        u.text(4, r.payload).text(5, r.alert_id).text(6, r.locality).integer(7, committed_at).run();
         ++it->second;
     }
     tx.commit();
@@ -674,6 +1004,93 @@ void Store::audit(const std::string& what) {
     Transaction tx(db_, s.begin, s.commit, s.rollback, w);
     Use(s.insert_audit, db_, w).integer(1, to_unix(wall_now())).text(2, what).run();
     tx.commit();
+}
+
+BackupResult Store::backup(const std::filesystem::path& out) { return backup_to(db_, file_, out); }
+
+BackupResult Store::backup_database(const std::filesystem::path& db_file,
+                                    const std::filesystem::path& out) {
+    ReadConnection source(db_file);
+    return backup_to(source.get(), db_file, out);
+}
+
+std::vector<std::string> Store::integrity_check() { return full_check(db_, where("integrity_check")); }
+
+std::vector<std::string> Store::integrity_check_file(const std::filesystem::path& db_file) {
+    ReadConnection db(db_file);
+    return full_check(db.get(), db_file.string() + ": integrity_check");
+}
+
+StoreStats Store::stats() { return collect_stats(db_, file_); }
+
+StoreStats Store::stats_of_file(const std::filesystem::path& db_file) {
+    ReadConnection db(db_file);
+    return collect_stats(db.get(), db_file);
+}
+
+RetentionResult Store::apply_retention(TimePoint now, std::optional<std::chrono::days> keep_observations,
+                                       std::optional<std::chrono::days> keep_alerts,
+                                       std::size_t batch_rows) {
+    const std::string w = where("apply_retention");
+    for (auto [keep, name] : {std::pair{keep_observations, "keep_observations"},
+                              std::pair{keep_alerts, "keep_alerts"}})
+        if (keep && keep->count() < 1)
+            throw StoreError(w + ": " + name + " must be at least 1 day, got " +
+                             std::to_string(keep->count()));
+    batch_rows = std::max<std::size_t>(batch_rows, 1);
+    const auto batch = static_cast<std::int64_t>(
+        std::min<std::size_t>(batch_rows, std::size_t(std::numeric_limits<std::int64_t>::max())));
+
+    auto& s = *st_;
+    RetentionResult out;
+    std::optional<Transaction> tx;
+    std::int64_t in_tx = 0;
+    tx.emplace(db_, s.begin, s.commit, s.rollback, w);
+    auto deleted = [&](std::int64_t n) {
+        in_tx += n;
+        if (in_tx >= batch) {
+            tx->commit();
+            tx.reset();
+            tx.emplace(db_, s.begin, s.commit, s.rollback, w);
+            in_tx = 0;
+        }
+    };
+
+    if (keep_observations) {
+        const std::int64_t cutoff = to_unix(now - *keep_observations);
+        // Locality by locality: the primary key starts with locality, so each DELETE reads
+        // only that locality's rows and the whole pass reads the table once.
+        std::string after;
+        for (;;) {
+            std::string next;
+            {
+                Use u(s.next_observed_locality, db_, w);
+                u.text(1, after);
+                if (!u.step() || u.col_null(0)) break;
+                next = u.col_text(0);
+            }
+            after = std::move(next);
+            Use(s.delete_old_observations, db_, w).text(1, after).integer(2, cutoff).run();
+            const auto n = sqlite3_changes64(db_);
+            out.observations += n;
+            deleted(n);
+        }
+        Use(s.delete_old_ingests, db_, w).integer(1, cutoff).run();
+        out.ingests = sqlite3_changes64(db_);
+        deleted(out.ingests);
+    }
+    if (keep_alerts) {
+        const std::int64_t cutoff = to_unix(now - *keep_alerts);
+        for (;;) {
+            Use(s.delete_old_outbox, db_, w).integer(1, cutoff).integer(2, batch).run();
+            const auto n = sqlite3_changes64(db_);
+            out.outbox += n;
+            deleted(n);
+            if (n < batch) break;
+        }
+    }
+    tx->commit();
+    return out;
 }
 
 }  // namespace ews

@@ -1,11 +1,14 @@
 // store.hpp: the SQLite database in state_dir. The only module that includes sqlite3.h;
 // all SQL lives in store.cpp. One writer (the daemon, or ewsctl when no daemon runs).
 // WAL mode, foreign keys on, busy_timeout, schema version in PRAGMA user_version with
-// forward migrations run at open.
+// forward migrations run at open. Also the store's lifecycle: online backup, retention,
+// integrity checks and size statistics, some of which work on the file of a running daemon
+// through a separate read-only connection (WAL lets it read while the daemon writes).
 #pragma once
 
 #include "model.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -14,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 struct sqlite3;
@@ -44,10 +48,45 @@ struct OutboxRow {
     std::string locality;  // empty for messages that are not about a locality
 };
 
-// Not thread-safe: one thread at a time uses a Store (the daemon's main thread).
+// Rows removed by one Store::apply_retention.
+struct RetentionResult {
+    std::int64_t observations = 0;
+    std::int64_t ingests = 0;
+    std::int64_t outbox = 0;
+};
+
+struct TableCount {
+    std::string table;
+    std::int64_t rows = 0;
+};
+
+// What `ewsctl db stats` shows; one read snapshot.
+struct StoreStats {
+    int schema_version = 0;
+    std::uint64_t file_bytes = 0;  // page_count * page_size
+    std::uint64_t free_bytes = 0;  // freelist_count * page_size: reused before the file grows
+    std::uint64_t wal_bytes = 0;   // size of the -wal file, 0 when there is none
+    std::vector<TableCount> tables;  // every table, by name
+    std::int64_t observations = 0;
+    std::optional<TimePoint> oldest_observation;
+    std::optional<TimePoint> newest_observation;
+    std::vector<std::pair<std::string, std::int64_t>> kinds;  // top 20 by rows, then by name
+    std::vector<std::pair<std::string, std::uint64_t>> last_seq;  // per endpoint, by name
+};
+
+// What one backup wrote.
+struct BackupResult {
+    std::filesystem::path file;  // the final name
+    std::uint64_t bytes = 0;
+    int schema_version = 0;
+    std::vector<TableCount> tables;  // row counts in the backup, every table by name
+};
+
+// Not thread-safe: one thread at a time uses a Store (the daemon's main thread). Two Store
+// objects on the same file, each used by its own thread or process, are fine.
 class Store {
 public:
-    static constexpr int schema_version = 1;
+    static constexpr int schema_version = 2;
 
     // Opens or creates the database file, runs migrations.
     // Throws: StoreError (cannot open, corrupt, newer schema than this build knows).
@@ -91,6 +130,44 @@ public:
     // Appends `what` to the audit table, stamped with the wall clock (config reloads,
     // plugin loads, keys). One transaction.
     void audit(const std::string& what);
+
+    // ---- lifecycle --------------------------------------------------------------------
+
+    // Writes a consistent copy of the database to `out` with SQLite's online backup API:
+    // first to a hidden temporary file beside `out`, checked with PRAGMA integrity_check,
+    // synced, then renamed to `out` (replacing a file there). On any failure nothing is left
+    // at or beside `out` and an existing `out` is untouched. The copy is a single file in
+    // rollback-journal mode; Store switches it back to WAL when it is opened.
+    // Throws: StoreError naming the file and the cause.
+    BackupResult backup(const std::filesystem::path& out);
+    // The same, reading `db_file` through its own read-only connection, so it can run while
+    // a daemon writes to the file (`ewsctl backup`).
+    static BackupResult backup_database(const std::filesystem::path& db_file,
+                                        const std::filesystem::path& out);
+
+    // Deletes, each only when its keep is given (>= 1 day):
+    //  - observations whose time is before now - keep_observations, and ingest records
+    //    committed before then (a file that old may be ingested again);
+    //  - outbox rows committed before now - keep_alerts, except the newest row of each
+    //    endpoint (last_seq is its max seq, so the numbering continues after a purge) and
+    //    the newest row of each open alert on each endpoint (open_alert_rows serves it).
+    // Works in transactions of about `batch_rows` deleted rows so the WAL stays small and
+    // the write lock is held briefly; a crash between them leaves a consistent store that
+    // the next call finishes. The freed pages are reused; the file does not shrink.
+    // Throws: StoreError (a keep below one day; SQLite errors).
+    RetentionResult apply_retention(TimePoint now, std::optional<std::chrono::days> keep_observations,
+                                    std::optional<std::chrono::days> keep_alerts,
+                                    std::size_t batch_rows = 20000);
+
+    // Full PRAGMA integrity_check (reads every page and checks every index: O(N log N)).
+    // Returns: the problems found; empty when the database is sound.
+    std::vector<std::string> integrity_check();
+    // The same on `db_file` through a read-only connection (`ewsctl db check`).
+    static std::vector<std::string> integrity_check_file(const std::filesystem::path& db_file);
+
+    StoreStats stats();
+    // The same on `db_file` through a read-only connection (`ewsctl db stats`).
+    static StoreStats stats_of_file(const std::filesystem::path& db_file);
 
 private:
     void open();

@@ -326,3 +326,34 @@ TEST_CASE("an unreadable config file is a ConfigError naming it", "[config]") {
         CHECK(std::string(e.what()).rfind(missing.string() + ": ", 0) == 0);
     }
 }
+
+TEST_CASE("[ingest] bind and endpoint_policy configure the ingest endpoint", "[config]") {
+    TempDir dir;
+    const std::string f = (dir.path / "ewsd.toml").string();
+    Config d = load_config(dir.write("ewsd.toml", minimal));
+    CHECK(d.ingest_bind.empty());  // no endpoint unless asked for
+    CHECK(d.endpoint_policy == RejectPolicy::reject_file);
+
+    Config c = load_config(dir.write("ewsd.toml", minimal + "[ingest]\npolicy = \"reject_file\"\n"
+                                                            "bind = \"tcp://127.0.0.1:7603\"\n"
+                                                            "endpoint_policy = \"partial\"\n"));
+    CHECK(c.ingest_bind == "tcp://127.0.0.1:7603");
+    CHECK(c.endpoint_policy == RejectPolicy::partial);
+    CHECK(c.policy == RejectPolicy::reject_file);  // the spool's policy stays its own
+
+    CHECK(error_of(dir, minimal + "[ingest]\nendpoint_policy = \"some\"\n") ==
+          f + ":5:19: ingest.endpoint_policy: expected \"partial\" or \"reject_file\", got 'some'");
+    CHECK(error_of(dir, minimal + "[ingest]\nbind = \"\"\n") ==
+          f + ":5:8: ingest.bind: expected a non-empty string, got ''");
+    CHECK(error_of(dir, minimal + "[ingest]\nbind = \"tcp://*:1\"\n[[publish]]\nname = \"a\"\n"
+                                  "bind = \"tcp://*:1\"\n") ==
+          f + ":5:8: ingest.bind: endpoint 'tcp://*:1' is already bound by [[publish]] 'a'");
+    CHECK(error_of(dir, minimal + "[ingest]\nbind = \"tcp://*:2\"\n[[publish]]\n"
+                                  "bind = \"tcp://*:1\"\n[query]\nbind = \"tcp://*:2\"\n") ==
+          f + ":5:8: ingest.bind: endpoint 'tcp://*:2' is already bound by [query]");
+
+    // The annotated production example names the endpoint.
+    Config example = load_config(fs::path(EWS_SOURCE_DIR) / "config" / "ewsd.toml");
+    CHECK_FALSE(example.ingest_bind.empty());
+    CHECK(example.endpoint_policy == RejectPolicy::reject_file);
+}

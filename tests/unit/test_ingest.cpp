@@ -473,3 +473,263 @@ TEST_CASE("ingest_file commits good rows, honours the policy and skips duplicate
               "line,column,reason\n3,1,unknown locality 'KE-999'\n");
     }
 }
+
+// ---- JSON Lines -----------------------------------------------------------------------------
+
+namespace {
+
+ObservationParse parse_jsonl(const std::string& content) {
+    return parse_observations_jsonl(content, "obs.jsonl", rules());
+}
+
+// 1-based column of the first `needle` in the ASCII line `line`.
+std::size_t column_of(const std::string& line, const std::string& needle) {
+    auto at = line.find(needle);
+    REQUIRE(at != std::string::npos);
+    return at + 1;
+}
+
+const std::string good_jsonl =
+    R"({"locality":"KE-001","time":"2026-01-01","kind":"school.enrolled","value":100})";
+
+}  // namespace
+
+TEST_CASE("JSON Lines rows parse with the CSV's keys, in any order", "[ingest]") {
+    auto p = parse_jsonl(
+        "\xEF\xBB\xBF"
+        R"({"locality":"KE-001","time":"2026-01-05","kind":"school.dropouts","value":3,"weight":2.5,"source":"emis"})"
+        "\r\n"
+        "\r\n"
+        "   \t\n"
+        R"({"value":-0.5e1,"kind":"rain.mm_total","time":"2026-01-06T10:00:00Z","locality":"KE-002"})"
+        "\n"
+        R"({"locality":"KE\u002d001","time":"2026-01-07","kind":"incident.abduction","value":1,"weight":null,"source":null})");
+    REQUIRE(p.errors.empty());
+    CHECK(p.data_rows == 3);
+    REQUIRE(p.rows.size() == 3);
+    CHECK(p.rows[0].locality == "KE-001");
+    CHECK(format_time(p.rows[0].time) == "2026-01-05T00:00:00Z");
+    CHECK(p.rows[0].kind == "school.dropouts");
+    CHECK(p.rows[0].value == 3);
+    CHECK(p.rows[0].weight == 2.5);
+    CHECK(p.rows[0].source == "emis");
+    CHECK(p.rows[1].locality == "KE-002");
+    CHECK(p.rows[1].value == -5);
+    CHECK(p.rows[1].weight == 1);          // absent: default
+    CHECK(p.rows[1].source == "unknown");  // absent: default
+    CHECK(p.rows[2].locality == "KE-001"); // escapes are decoded before validation
+    CHECK(p.rows[2].weight == 1);          // null: not given
+    CHECK(p.rows[2].source == "unknown");
+}
+
+TEST_CASE("JSON Lines and CSV apply the same field rules with the same words", "[ingest]") {
+    // locality, time, kind, value, weight, source; value and weight are JSON numbers.
+    const std::vector<std::array<std::string, 6>> rows = {
+        {"KE-999", "2026-01-05", "school.dropouts", "3", "1", "emis"},
+        {"", "2026-01-05", "school.dropouts", "3", "1", "emis"},
+        {"KE-001", "2026-02-30", "school.dropouts", "3", "1", "emis"},
+        {"KE-001", "2027-01-01", "school.dropouts", "3", "1", "emis"},
+        {"KE-001", "2026-01-05", "School.dropouts", "3", "1", "emis"},
+        {"KE-001", "2026-01-05", "school.dropouts", "-2", "1", "emis"},
+        {"KE-001", "2026-01-05", "presence.report", "1.5", "1", "emis"},
+        {"KE-001", "2026-01-05", "school.dropouts", "1e999", "1", "emis"},
+        {"KE-001", "2026-01-05", "school.dropouts", "3", "0", "emis"},
+        {"KE-001", "2026-01-05", "school.dropouts", "3", "1", "monitor 12"},
+        {"KE-001", "2026-01-05", "school.dropouts", "3", "1", std::string(65, 's')},
+        {"KE-001", "2026-01-05", "school.dropouts", "3", "1", "emis"},
+    };
+    for (const auto& r : rows) {
+        const std::string csv = header + r[0] + "," + r[1] + "," + r[2] + "," + r[3] + "," + r[4] +
+                                "," + r[5] + "\n";
+        const std::string json = R"({"locality":")" + r[0] + R"(","time":")" + r[1] +
+                                 R"(","kind":")" + r[2] + R"(","value":)" + r[3] +
+                                 R"(,"weight":)" + r[4] + R"(,"source":")" + r[5] + "\"}";
+        INFO(json);
+        auto c = parse(csv);
+        auto j = parse_jsonl(json);
+        REQUIRE(c.errors.size() == j.errors.size());
+        CHECK(c.rows.size() == j.rows.size());
+        if (c.errors.empty()) continue;
+        CHECK(j.errors[0].reason == c.errors[0].reason);
+        CHECK(j.errors[0].line == 1);
+        // The column points at the offending value in the line.
+        const std::size_t field = c.errors[0].column - 1;
+        const std::string key = std::vector<std::string>{"locality", "time",   "kind",
+                                                         "value",    "weight", "source"}[field];
+        CHECK(j.errors[0].column == column_of(json, "\"" + key + "\":") + key.size() + 3);
+    }
+}
+
+TEST_CASE("each bad JSON Lines row is refused with its line, character column and reason",
+          "[ingest]") {
+    const std::string base_head = R"({"locality":"KE-001","time":"2026-01-05","kind":"school.dropouts")";
+    struct Case {
+        std::string line;
+        std::string at;  // the column is where this first occurs ("" = column given below)
+        std::size_t column;
+        std::string reason_part;
+    };
+    const Case cases[] = {
+        {base_head + R"(,"value":3,"child_name":"x"})", "\"child_name\"", 0,
+         "unknown key 'child_name' (allowed: locality,time,kind,value,weight,source); no field "
+         "for a person may be ingested"},
+        {base_head + R"(,"value":3,"time":"2026-01-06"})", "\"time\":\"2026-01-06", 0,
+         "duplicate key 'time' (first at column 22)"},
+        {base_head + "}", "", 1, "missing key 'value'"},
+        {R"(  {"time":"2026-01-05","kind":"school.dropouts","value":3})", "", 3,
+         "missing key 'locality'"},
+        {base_head + R"(,"value":"3"})", "\"3\"", 0,
+         "value must be a JSON number, got '\"3\"' (a number in quotes is not accepted)"},
+        {base_head + R"(,"value":true})", "true", 0, "value must be a JSON number, got 'true'"},
+        {base_head + R"(,"value":null})", "null", 0, "value must be a JSON number"},
+        {base_head + R"(,"value":3,"weight":"2"})", "\"2\"", 0, "weight must be a JSON number"},
+        {R"({"locality":12,"time":"2026-01-05","kind":"school.dropouts","value":3})", "12", 0,
+         "locality must be a JSON string, got '12'"},
+        {base_head + R"(,"value":3,"source":["emis"]})", "[", 0, "source must be a JSON string"},
+        {base_head + R"(,"value":3,"source":"em\u0000is"})", "\"em", 0,
+         "source: control character 0x00"},
+        {base_head + R"(,"value":-2})", "-2", 0, "negative count -2 for kind school.dropouts"},
+        {base_head + R"(,"value":1e999})", "1e999", 0, "value '1e999' is not a finite number"},
+        // Malformed JSON: located where the parser stopped.
+        {base_head + R"(,"value":3,})", "}", 0, "invalid JSON: syntax error while parsing object key"},
+        {base_head + R"(,"value":3)", "", base_head.size() + 11,
+         "invalid JSON: syntax error while parsing object - unexpected end of input"},
+        {base_head + R"(,"value":3} {})", " {}", 0, "invalid JSON"},
+        {"{'locality':'KE-001'}", "'", 0, "invalid JSON"},
+        {"  [1,2]", "[", 0, "expected a JSON object with the keys locality,time,kind,value,weight,"
+                            "source, got an array"},
+        {"3", "3", 0, "expected a JSON object"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.line);
+        auto p = parse_jsonl(good_jsonl + "\n" + c.line + "\n" + good_jsonl + "\n");
+        REQUIRE(p.errors.size() == 1);
+        CHECK(p.errors[0].file == "obs.jsonl");
+        CHECK(p.errors[0].line == 2);
+        const std::size_t column = c.at.empty() ? c.column : column_of(c.line, c.at) + (c.at == " {}");
+        CHECK(p.errors[0].column == column);
+        CHECK_THAT(p.errors[0].reason, Catch::Contains(c.reason_part));
+        CHECK(p.data_rows == 3);
+        CHECK(p.rows.size() == 2);
+    }
+}
+
+TEST_CASE("JSON Lines columns count characters, and malformed UTF-8 is refused", "[ingest]") {
+    // "ñ" is two bytes, one character: the column of "3" is one less than its byte offset.
+    const std::string line =
+        "{\"locality\":\"KE-001\",\"time\":\"2026-01-05\",\"kind\":\"\xC3\xB1\",\"value\":\"3\"}";
+    auto p = parse_jsonl(line);
+    REQUIRE(p.errors.size() == 1);
+    CHECK(p.errors[0].column == line.find("\"3\"") + 1 - 1);
+
+    const std::string cases[] = {
+        "{\"kind\":\"\xC3\xB1\xFF\"}",          // a byte that never starts a character
+        "{\"kind\":\"\xC3\xB1\xC0\xAF\"}",      // overlong '/'
+        "{\"kind\":\"\xC3\xB1\xED\xA0\x80\"}",  // a UTF-16 surrogate
+        "{\"kind\":\"\xC3\xB1\xE2\x82\"}",      // a truncated sequence
+    };
+    for (const auto& c : cases) {
+        INFO(c);
+        auto u = parse_jsonl(c + "\n");
+        REQUIRE(u.errors.size() == 1);
+        CHECK(u.errors[0].line == 1);
+        CHECK(u.errors[0].column == 11);  // after `{"kind":"ñ`, 10 characters
+        CHECK_THAT(u.errors[0].reason, Catch::StartsWith("malformed UTF-8 (byte 0x"));
+    }
+}
+
+TEST_CASE("JSON Lines: CRLF, BOM, blank lines, long lines and empty files", "[ingest]") {
+    // CRLF line ends and a BOM leave line numbers and columns as an editor shows them.
+    auto crlf = parse_jsonl("\xEF\xBB\xBF" "{\"locality\":\"KE-999\",\"time\":\"2026-01-05\","
+                            "\"kind\":\"school.dropouts\",\"value\":3}\r\n\r\n" +
+                            good_jsonl + "\r\n" + R"({"locality":"KE-001"})" + "\r\n");
+    REQUIRE(crlf.errors.size() == 2);
+    CHECK(crlf.errors[0].format() == "obs.jsonl:1:13: unknown locality 'KE-999'");
+    CHECK(crlf.errors[1].line == 4);
+    CHECK(crlf.data_rows == 3);
+    CHECK(crlf.rows.size() == 1);
+
+    auto longer = parse_jsonl(good_jsonl + "\n{\"source\":\"" +
+                              std::string(max_jsonl_line_bytes, 'x') + "\"}\n" + good_jsonl);
+    REQUIRE(longer.errors.size() == 1);
+    CHECK(longer.errors[0].line == 2);
+    CHECK(longer.errors[0].column == 0);
+    CHECK_THAT(longer.errors[0].reason, Catch::Contains("line longer than 65536 bytes"));
+    CHECK(longer.rows.size() == 2);
+
+    for (const std::string empty : {"", "\n\n", "\xEF\xBB\xBF", "  \r\n\t\n"}) {
+        auto e = parse_jsonl(empty);
+        CHECK(e.rows.empty());
+        CHECK(e.data_rows == 0);
+        REQUIRE(e.errors.size() == 1);
+        CHECK(e.errors[0].format() == "obs.jsonl:1: empty file, expected one JSON object per line");
+    }
+
+    std::mt19937 rng(7);
+    std::string garbage;
+    for (int i = 0; i < 100000; ++i) garbage.push_back(static_cast<char>(rng() & 0xFF));
+    auto g = parse_jsonl(garbage);
+    CHECK(g.rows.empty());
+    CHECK(g.errors.size() == g.data_rows);
+}
+
+TEST_CASE("formats are named by extension, and ingest dispatches on it", "[ingest]") {
+    CHECK(format_of("a/week1.csv") == IngestFormat::csv);
+    CHECK(format_of("week1.jsonl") == IngestFormat::jsonl);
+    CHECK_FALSE(format_of("week1.json"));
+    CHECK(parse_ingest_format("jsonl") == IngestFormat::jsonl);
+    CHECK_FALSE(parse_ingest_format("JSONL"));
+    CHECK(to_string(IngestFormat::csv) == "csv");
+
+    TempDir tmp;
+    Store store(tmp.path / "ews.db");
+    store.upsert_localities({{"KE-001", "Alpha", "KE/KE-03", 100.0, {}},
+                             {"KE-002", "Beta", "KE/KE-03", std::nullopt, {}}});
+    const std::string jsonl = good_jsonl + "\n" +
+                              R"({"locality":"KE-999","time":"2026-01-05","kind":"school.dropouts","value":3})" +
+                              "\n";
+
+    SECTION("a .jsonl file in the spool is listed, ingested as JSON Lines, reported as CSV") {
+        Spool spool(tmp.path / "spool");
+        std::ofstream(tmp.path / "spool" / "feed.jsonl", std::ios::binary) << jsonl;
+        std::ofstream(tmp.path / "spool" / "feed.json", std::ios::binary) << jsonl;
+        auto ready = spool.pending();
+        REQUIRE(ready == std::vector<fs::path>{tmp.path / "spool" / "feed.jsonl"});
+        auto o = ingest_file(ready[0], store, rules(), RejectPolicy::partial);
+        CHECK(o.committed);
+        CHECK(o.rows.size() == 1);
+        REQUIRE(o.errors.size() == 1);
+        CHECK(o.errors[0].format() == ready[0].string() + ":2:13: unknown locality 'KE-999'");
+        spool.finish(o);
+        CHECK(read(tmp.path / "spool" / "done" / "feed.jsonl") == jsonl);
+        CHECK(read(tmp.path / "spool" / "done" / "feed.rejected.csv") ==
+              "line,column,reason\n2,13,unknown locality 'KE-999'\n");
+        CHECK(store.observation_count() == 1);
+    }
+    SECTION("bytes with a name: the endpoint's path, with the policy it asks for") {
+        auto refused = ingest_content(jsonl, "push-1", IngestFormat::jsonl, store, rules(),
+                                      RejectPolicy::reject_file);
+        CHECK_FALSE(refused.committed);
+        CHECK(refused.file == "push-1");
+        REQUIRE(refused.errors.size() == 1);
+        CHECK(refused.errors[0].format() == "push-1:2:13: unknown locality 'KE-999'");
+        CHECK(store.observation_count() == 0);
+
+        auto partial = ingest_content(jsonl, "push-1", IngestFormat::jsonl, store, rules(),
+                                      RejectPolicy::partial);
+        CHECK(partial.committed);
+        CHECK(partial.rows.size() == 1);
+        CHECK(store.observation_count() == 1);
+
+        auto again = ingest_content(jsonl, "push-2", IngestFormat::jsonl, store, rules(),
+                                    RejectPolicy::partial);
+        CHECK(again.duplicate);
+        CHECK_FALSE(again.committed);
+
+        // The same bytes read as CSV are a different (refused) file, not a crash.
+        auto as_csv = ingest_content(jsonl + " ", "push-3", IngestFormat::csv, store, rules(),
+                                     RejectPolicy::partial);
+        CHECK_FALSE(as_csv.committed);
+        CHECK_FALSE(as_csv.errors.empty());
+    }
+}

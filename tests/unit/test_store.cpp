@@ -7,10 +7,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <string>
+#include <thread>
 
 using namespace ews;
 namespace fs = std::filesystem;
@@ -89,6 +92,61 @@ std::string query_text(const fs::path& file, const std::string& sql) {
     return out;
 }
 
+// Runs `sql` (any number of statements) on a second connection, creating the file if needed.
+void exec_sql(const fs::path& file, const std::string& sql) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                            nullptr) == SQLITE_OK);
+    char* message = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
+    std::string text = message ? message : "";
+    sqlite3_free(message);
+    sqlite3_close(db);
+    INFO(sql);
+    REQUIRE(text == "");
+    REQUIRE(rc == SQLITE_OK);
+}
+
+// Every row of `sql`'s first column, on a second connection.
+std::vector<std::string> query_column(const fs::path& file, const std::string& sql) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+    sqlite3_stmt* s = nullptr;
+    std::vector<std::string> out;
+    REQUIRE(sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) == SQLITE_OK);
+    while (sqlite3_step(s) == SQLITE_ROW)
+        out.emplace_back(sqlite3_column_text(s, 0)
+                             ? reinterpret_cast<const char*>(sqlite3_column_text(s, 0))
+                             : "NULL");
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return out;
+}
+
+// A database closed by its Store, with the pages after the header overwritten: quick_check
+// and integrity_check fail, the header still says SQLite.
+void corrupt_middle(const fs::path& file) {
+    {
+        Store store(file);
+        std::vector<Locality> many;
+        for (int i = 0; i < 2000; ++i) many.push_back(locality("L" + std::to_string(i)));
+        store.upsert_localities(many);
+    }
+    // Overwrite the middle pages of the file (the localities b-tree), keeping the header.
+    auto size = fs::file_size(file);
+    REQUIRE(size > 4 * 4096);
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(2 * 4096);
+    for (std::uintmax_t i = 2 * 4096; i < size - 4096; ++i) f.put(static_cast<char>(0x5a));
+}
+
+// Names of the entries in `dir`.
+std::set<std::string> entries(const fs::path& dir) {
+    std::set<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir)) out.insert(e.path().filename().string());
+    return out;
+}
+
 std::string error_of(const std::function<void()>& fn) {
     try {
         fn();
@@ -104,9 +162,9 @@ TEST_CASE("a new store is in WAL mode at the current schema version", "[store]")
     TempDir dir;
     Store store(dir.db());
     CHECK(store.user_version() == Store::schema_version);
-    CHECK(Store::schema_version == 1);
+    CHECK(Store::schema_version == 2);
     CHECK(query_text(dir.db(), "PRAGMA journal_mode") == "wal");
-    CHECK(query_text(dir.db(), "PRAGMA user_version") == "1");
+    CHECK(query_text(dir.db(), "PRAGMA user_version") == "2");
 }
 
 TEST_CASE("localities are created and updated by id", "[store]") {
@@ -336,7 +394,7 @@ TEST_CASE("data survives closing and reopening the store", "[store]") {
         store.audit("plugin loaded: group_presence 1.0.0");
     }
     Store store(dir.db());
-    CHECK(store.user_version() == 1);
+    CHECK(store.user_version() == Store::schema_version);
     CHECK(store.localities().size() == 1);
     CHECK(store.observation_count() == 1);
     CHECK(all_observations(store).at(0).value == 0.8);
@@ -373,21 +431,521 @@ TEST_CASE("a database from a newer ewsd is refused", "[store]") {
 
 TEST_CASE("a corrupt database is refused with how to restore it", "[store]") {
     TempDir dir;
-    {
-        Store store(dir.db());
-        std::vector<Locality> many;
-        for (int i = 0; i < 2000; ++i) many.push_back(locality("L" + std::to_string(i)));
-        store.upsert_localities(many);
-    }
-    // Overwrite the middle pages of the file (the localities b-tree), keeping the header.
-    auto size = fs::file_size(dir.db());
-    REQUIRE(size > 4 * 4096);
-    {
-        std::fstream f(dir.db(), std::ios::in | std::ios::out | std::ios::binary);
-        f.seekp(2 * 4096);
-        for (std::uintmax_t i = 2 * 4096; i < size - 4096; ++i) f.put(static_cast<char>(0x5a));
-    }
+    corrupt_middle(dir.db());
     auto message = error_of([&] { Store store(dir.db()); });
     CHECK_THAT(message, Catch::Contains(dir.db().string()) && Catch::Contains("corrupt") &&
                             Catch::Contains("ewsctl backup") && Catch::Contains("stop ewsd"));
+}
+
+// ---- migrations ------------------------------------------------------------------------
+
+namespace {
+
+// The schema each version added, as that version's code created it: schema_sql[v] takes a
+// database from version v to v + 1. Keep these verbatim when a version ships; a new
+// version appends its own step here as well as in store.cpp, and the tests below build a
+// database of every earlier version from these and upgrade it.
+const char* const schema_sql[] = {
+    // 0 -> 1
+    R"sql(
+CREATE TABLE localities(
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    region TEXT NOT NULL,
+    population REAL,
+    neighbours TEXT NOT NULL DEFAULT ''   -- ids joined with ';'
+);
+CREATE TABLE observations(
+    locality TEXT NOT NULL REFERENCES localities(id),
+    kind TEXT NOT NULL,
+    time INTEGER NOT NULL,                -- unix seconds, UTC
+    source TEXT NOT NULL,
+    value REAL NOT NULL,
+    weight REAL NOT NULL,
+    PRIMARY KEY(locality, kind, time, source)
+) WITHOUT ROWID;
+CREATE TABLE ingests(
+    id INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    accepted INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE alert_state(
+    locality TEXT PRIMARY KEY,
+    level INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
+    pending_count INTEGER NOT NULL,
+    alert_id TEXT NOT NULL DEFAULT '',
+    opened_at INTEGER,
+    changed_at INTEGER,
+    score REAL NOT NULL
+);
+CREATE TABLE outbox(
+    endpoint TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    alert_id TEXT NOT NULL DEFAULT '',
+    locality TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY(endpoint, seq)
+) WITHOUT ROWID;
+CREATE INDEX outbox_by_alert ON outbox(endpoint, alert_id, seq);
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE audit(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, what TEXT NOT NULL);
+)sql",
+    // 1 -> 2
+    R"sql(
+ALTER TABLE outbox ADD COLUMN at INTEGER;
+CREATE INDEX outbox_by_time ON outbox(at);
+)sql",
+};
+static_assert(std::size(schema_sql) == Store::schema_version,
+              "a new schema version adds its step to schema_sql");
+
+// Rows a version-1 database holds, written the way version 1 wrote them.
+constexpr const char* v1_rows = R"sql(
+INSERT INTO localities VALUES('L1', 'Name of L1', 'KE/KE-03', 1200.0, 'L2');
+INSERT INTO localities VALUES('L2', 'Name of L2', 'KE/KE-04', NULL, '');
+INSERT INTO observations VALUES('L1', 'school.dropouts', 1767225600, 'emis', 3.0, 1.0);
+INSERT INTO observations VALUES('L2', 'incident.abduction', 1767830400, 'monitor', 1.0, 0.5);
+INSERT INTO ingests(digest, name, accepted, rejected, status, at)
+    VALUES('d1', 'd1.csv', 2, 0, 'done', 1767312000);
+INSERT INTO alert_state VALUES('L1', 2, 2, 2, 'a-1', 1769904000, 1770076800, 71.5);
+INSERT INTO outbox VALUES('pub', 1, 'alert/KE/KE-03/L1/',
+    '{"schema":"ews.alert/1","seq":1,"at":"2026-02-01T00:00:00Z"}', 'a-1', 'L1');
+INSERT INTO outbox VALUES('pub', 2, 'ops/', 'not json', '', '');
+INSERT INTO meta VALUES('last_evaluation', '2026-02-03T00:00:00Z');
+INSERT INTO audit(at, what) VALUES(1770076800, 'plugin loaded: group_presence 1.0.0');
+)sql";
+
+// A database at `version` built from schema_sql, in WAL mode as ewsd leaves it, holding
+// v1_rows from version 1 on.
+void make_database(const fs::path& file, int version) {
+    std::string sql = "PRAGMA journal_mode=WAL; BEGIN;";
+    for (int v = 0; v < version; ++v) sql += schema_sql[v];
+    if (version >= 1) sql += v1_rows;
+    sql += "PRAGMA user_version=" + std::to_string(version) + "; COMMIT;";
+    exec_sql(file, sql);
+}
+
+std::vector<std::string> schema_of(const fs::path& file) {
+    return query_column(file, "SELECT type || ' ' || name || ': ' || coalesce(sql, '') "
+                              "FROM sqlite_schema ORDER BY name");
+}
+
+}  // namespace
+
+TEST_CASE("a database of every earlier version is upgraded to the current schema", "[store]") {
+    TempDir dir;
+    const fs::path fresh = dir.path / "fresh.db";
+    { Store store(fresh); }
+    const auto current = schema_of(fresh);
+    REQUIRE(current.size() > 5);
+
+    for (int version = 0; version < Store::schema_version; ++version) {
+        INFO("from version " << version);
+        const fs::path file = dir.path / ("v" + std::to_string(version) + ".db");
+        make_database(file, version);
+        REQUIRE(query_text(file, "PRAGMA user_version") == std::to_string(version));
+        {
+            Store store(file);
+            CHECK(store.user_version() == Store::schema_version);
+        }
+        CHECK(schema_of(file) == current);
+        CHECK(Store::integrity_check_file(file).empty());
+    }
+
+    SECTION("an empty file is version 0") {
+        const fs::path file = dir.path / "empty.db";
+        std::ofstream(file).close();
+        REQUIRE(fs::file_size(file) == 0);
+        { Store store(file); }
+        CHECK(query_text(file, "PRAGMA user_version") == std::to_string(Store::schema_version));
+        CHECK(schema_of(file) == current);
+    }
+}
+
+TEST_CASE("upgrading a version-1 database keeps its data and dates its outbox", "[store]") {
+    TempDir dir;
+    make_database(dir.db(), 1);
+    const auto before = wall_now();
+    Store store(dir.db());
+    const auto after = wall_now();
+    CHECK(store.user_version() == 2);
+
+    auto locs = store.localities();
+    REQUIRE(locs.size() == 2);
+    CHECK(locs[0].neighbours == std::vector<std::string>{"L2"});
+    CHECK_FALSE(locs[1].population);
+    auto rows = all_observations(store);
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].time == at(2026, 1, 1));
+    CHECK(rows[1].weight == 0.5);
+    CHECK(store.ingest_seen("d1"));
+    CHECK(store.alert_states().at(0).alert_id == "a-1");
+    CHECK(store.meta("last_evaluation") == "2026-02-03T00:00:00Z");
+    CHECK(store.last_seq("pub") == 2);
+    auto outbox = store.outbox_after("pub", 0, 10);
+    REQUIRE(outbox.size() == 2);
+    CHECK(outbox[1].payload == "not json");
+
+    // A row's time comes from its payload's "at"; a row without one is dated at the upgrade.
+    CHECK(query_text(dir.db(), "SELECT at FROM outbox WHERE seq=1") ==
+          std::to_string(at(2026, 2, 1).time_since_epoch().count()));
+    const auto dated = std::stoll(query_text(dir.db(), "SELECT at FROM outbox WHERE seq=2"));
+    CHECK(dated >= before.time_since_epoch().count());
+    CHECK(dated <= after.time_since_epoch().count());
+
+    // The numbering continues, and new rows are dated when committed.
+    store.commit_evaluation({}, {row("pub", 3, "ops/", "", "")});
+    const auto stamped = std::stoll(query_text(dir.db(), "SELECT at FROM outbox WHERE seq=3"));
+    CHECK(stamped >= before.time_since_epoch().count());
+    CHECK(stamped <= wall_now().time_since_epoch().count());
+}
+
+TEST_CASE("a migration step that fails leaves the database at its old version", "[store]") {
+    TempDir dir;
+    make_database(dir.db(), 1);
+    // Step 1 -> 2 creates this index; here it is already taken, so the step fails half-way.
+    exec_sql(dir.db(), "CREATE INDEX outbox_by_time ON outbox(topic)");
+    auto message = error_of([&] { Store store(dir.db()); });
+    CHECK_THAT(message, Catch::Contains(dir.db().string()) &&
+                            Catch::Contains("migrating schema from version 1 to 2"));
+    CHECK(query_text(dir.db(), "PRAGMA user_version") == "1");
+    // The ALTER TABLE that ran before the failure was rolled back with it.
+    CHECK(query_column(dir.db(), "SELECT name FROM pragma_table_info('outbox') WHERE name='at'").empty());
+    CHECK(query_text(dir.db(), "SELECT count(*) FROM outbox") == "2");
+}
+
+// ---- retention -------------------------------------------------------------------------
+
+TEST_CASE("retention removes exactly the observations and ingests older than the keep", "[store]") {
+    TempDir dir;
+    Store store(dir.db());
+    store.upsert_localities({locality("L1"), locality("L2"), locality("L3")});
+    const TimePoint now = at(2026, 6, 1);
+    const TimePoint cutoff = now - std::chrono::days{90};  // 2026-03-03
+    auto ingest_at = [](const std::string& digest, TimePoint t) {
+        IngestRecord r = record(digest, 1);
+        r.at = t;
+        return r;
+    };
+    store.commit_observations({obs("L1", at(2025, 1, 1), "school.dropouts", 1),
+                               obs("L2", cutoff - std::chrono::seconds{1}, "presence.report", 2),
+                               obs("L3", at(2026, 1, 1), "school.dropouts", 3, "other")},
+                              ingest_at("old", at(2026, 1, 2)));
+    store.commit_observations({obs("L1", cutoff, "school.dropouts", 4),
+                               obs("L2", at(2026, 5, 1), "presence.report", 5),
+                               obs("L3", at(2026, 5, 31), "school.dropouts", 6)},
+                              ingest_at("new", cutoff));
+
+    SECTION("in one transaction or in batches, the same rows go") {
+        const std::size_t batch = GENERATE(std::size_t{20000}, std::size_t{1});
+        auto removed = store.apply_retention(now, std::chrono::days{90}, std::nullopt, batch);
+        CHECK(removed.observations == 3);
+        CHECK(removed.ingests == 1);
+        CHECK(removed.outbox == 0);
+        auto left = all_observations(store);
+        REQUIRE(left.size() == 3);
+        CHECK(left[0].value == 4);  // exactly at the cutoff: kept
+        CHECK(left[1].value == 5);
+        CHECK(left[2].value == 6);
+        CHECK_FALSE(store.ingest_seen("old"));
+        CHECK(store.ingest_seen("new"));
+
+        // Nothing more is old: a second pass removes nothing.
+        removed = store.apply_retention(now, std::chrono::days{90}, std::chrono::days{30});
+        CHECK(removed.observations == 0);
+        CHECK(removed.ingests == 0);
+    }
+    SECTION("without a keep, nothing is removed") {
+        auto removed = store.apply_retention(now, std::nullopt, std::nullopt);
+        CHECK(removed.observations == 0);
+        CHECK(store.observation_count() == 6);
+    }
+    SECTION("a keep under one day is refused") {
+        auto message = error_of([&] { store.apply_retention(now, std::chrono::days{0}, std::nullopt); });
+        CHECK_THAT(message, Catch::Contains("keep_observations must be at least 1 day"));
+        CHECK(store.observation_count() == 6);
+    }
+}
+
+TEST_CASE("retention purges old outbox rows but the seq continues and open alerts stay", "[store]") {
+    TempDir dir;
+    Store store(dir.db());
+    store.commit_evaluation(
+        {open_state("L1", "a-1", Level::watch), open_state("L2", "a-2", Level::warning)},
+        {row("pub", 1, "alert/KE/L1/", "a-1", "L1"), row("pub", 2, "ops/", "", ""),
+         row("pub", 3, "alert/KE/L2/", "a-2", "L2"), row("pub", 4, "alert/KE/L1/", "a-1", "L1"),
+         row("scoped", 1, "alert/KE/L1/", "a-1", "L1")});
+    AlertState resolved = open_state("L2", "", Level::none);
+    resolved.opened_at.reset();
+    store.commit_evaluation({resolved}, {row("pub", 5, "ops/", "", "")});
+
+    // Rows committed just now are not old.
+    auto removed = store.apply_retention(wall_now(), std::nullopt, std::chrono::days{30});
+    CHECK(removed.outbox == 0);
+
+    // Everything but pub 5 was committed 40 days ago.
+    const auto old = (wall_now() - std::chrono::days{40}).time_since_epoch().count();
+    exec_sql(dir.db(), "UPDATE outbox SET at=" + std::to_string(old) +
+                           " WHERE NOT (endpoint='pub' AND seq=5)");
+    removed = store.apply_retention(wall_now(), std::chrono::days{365}, std::chrono::days{30});
+    CHECK(removed.outbox == 3);  // pub 1, 2, 3
+    CHECK(removed.observations == 0);
+    auto seqs = [&](const std::string& endpoint) {
+        std::vector<std::uint64_t> out;
+        for (const auto& r : store.outbox_after(endpoint, 0, 100)) out.push_back(r.seq);
+        return out;
+    };
+    // pub 4 is the newest row of open alert a-1; scoped 1 is its endpoint's newest row.
+    CHECK(seqs("pub") == std::vector<std::uint64_t>{4, 5});
+    CHECK(seqs("scoped") == std::vector<std::uint64_t>{1});
+    auto open = store.open_alert_rows("pub", "alert/");
+    REQUIRE(open.size() == 1);
+    CHECK(open[0].seq == 4);
+
+    // All old, alert closed: only each endpoint's newest row stays, and numbering goes on.
+    AlertState closed = open_state("L1", "", Level::none);
+    closed.opened_at.reset();
+    store.commit_evaluation({closed}, {row("pub", 6, "alert/KE/L1/", "a-1", "L1")});
+    exec_sql(dir.db(), "UPDATE outbox SET at=" + std::to_string(old));
+    removed = store.apply_retention(wall_now(), std::nullopt, std::chrono::days{30}, 1);
+    CHECK(removed.outbox == 2);  // pub 4, 5
+    CHECK(seqs("pub") == std::vector<std::uint64_t>{6});
+    CHECK(store.last_seq("pub") == 6);
+    CHECK(store.last_seq("scoped") == 1);
+    CHECK_THROWS_AS(store.commit_evaluation({}, {row("pub", 1, "ops/", "", "")}), StoreError);
+    store.commit_evaluation({}, {row("pub", 7, "ops/", "", ""), row("scoped", 2, "ops/", "", "")});
+    CHECK(seqs("pub") == std::vector<std::uint64_t>{6, 7});
+    CHECK(seqs("scoped") == std::vector<std::uint64_t>{1, 2});
+}
+
+// ---- backup ----------------------------------------------------------------------------
+
+TEST_CASE("a backup is a verified single-file copy that opens as a store", "[store]") {
+    TempDir dir;
+    const fs::path out_dir = dir.path / "backups";
+    fs::create_directories(out_dir);
+    const fs::path out = out_dir / "ewsd-backup.db";
+    {
+        Store store(dir.db());
+        store.upsert_localities({locality("L1"), locality("L2")});
+        store.commit_observations({obs("L1", at(2026, 1, 1), "school.dropouts", 3),
+                                   obs("L2", at(2026, 1, 1), "school.dropouts", 4)},
+                                  record("d1", 2));
+        store.commit_evaluation({open_state("L1", "a-1", Level::watch)},
+                                {row("pub", 1, "alert/KE/L1/", "a-1", "L1")});
+        std::ofstream(out) << "an older backup";
+
+        auto result = store.backup(out);
+        CHECK(result.file == out);
+        CHECK(result.bytes == fs::file_size(out));
+        CHECK(result.schema_version == Store::schema_version);
+        auto count_of = [&](const std::string& table) {
+            for (const auto& t : result.tables)
+                if (t.table == table) return t.rows;
+            return std::int64_t{-1};
+        };
+        CHECK(count_of("localities") == 2);
+        CHECK(count_of("observations") == 2);
+        CHECK(count_of("outbox") == 1);
+        CHECK(count_of("audit") == 0);
+
+        // Written after the backup: not in it.
+        store.commit_evaluation({}, {row("pub", 2, "ops/", "", "")});
+    }
+    // One file, no journal, no temporary left beside it; it is not in WAL mode.
+    CHECK(entries(out_dir) == std::set<std::string>{"ewsd-backup.db"});
+    CHECK(query_text(out, "PRAGMA journal_mode") == "delete");
+
+    Store restored(out);
+    CHECK(restored.localities().size() == 2);
+    CHECK(restored.observation_count() == 2);
+    CHECK(restored.ingest_seen("d1"));
+    CHECK(restored.last_seq("pub") == 1);
+    CHECK(restored.alert_states().at(0).alert_id == "a-1");
+}
+
+TEST_CASE("a backup taken while another connection writes is a consistent snapshot", "[store]") {
+    TempDir dir;
+    constexpr int batch = 100;
+    Store daemon(dir.db());
+    std::vector<Locality> locs;
+    for (int i = 0; i < 50; ++i) locs.push_back(locality("L" + std::to_string(i)));
+    daemon.upsert_localities(locs);
+    auto batch_rows = [&](int n) {
+        std::vector<Observation> rows;
+        for (int i = 0; i < batch; ++i)
+            rows.push_back(obs("L" + std::to_string(i % 50), at(2026, 1, 1) + std::chrono::hours{n},
+                               "k" + std::to_string(i / 50), i));
+        return rows;
+    };
+    for (int n = 0; n < 100; ++n)
+        daemon.commit_observations(batch_rows(n), record("pre" + std::to_string(n), batch));
+
+    // The daemon's writer: batches of `batch` rows, each with its ingest record, until told
+    // to stop. The backups below read the same file through their own connection.
+    std::atomic<bool> stop{false};
+    std::atomic<int> written{0};
+    std::exception_ptr failure;
+    std::thread writer([&] {
+        try {
+            for (int n = 100; !stop; ++n) {
+                daemon.commit_observations(batch_rows(n), record("w" + std::to_string(n), batch));
+                ++written;
+            }
+        } catch (...) {
+            failure = std::current_exception();
+        }
+    });
+
+    const fs::path out = dir.path / "backup.db";
+    int backups = 0;
+    const int before = written.load();
+    std::string problem;
+    while ((backups < 3 || written.load() < before + 5) && backups < 500) {
+        try {
+            auto result = Store::backup_database(dir.db(), out);
+            ++backups;
+            // Each commit adds `batch` observations and one ingest: a snapshot taken between
+            // commits holds exactly `batch` observations per ingest.
+            std::int64_t observations = -1, ingests = -1;
+            for (const auto& t : result.tables) {
+                if (t.table == "observations") observations = t.rows;
+                if (t.table == "ingests") ingests = t.rows;
+            }
+            if (ingests < 100 || observations != ingests * batch)
+                problem = "backup " + std::to_string(backups) + ": " + std::to_string(observations) +
+                          " observations for " + std::to_string(ingests) + " ingests";
+            if (query_text(out, "PRAGMA integrity_check") != "ok") problem = "integrity_check";
+        } catch (const StoreError& e) {
+            problem = e.what();
+        }
+        if (!problem.empty()) break;
+    }
+    stop = true;
+    writer.join();
+    if (failure) std::rethrow_exception(failure);
+    CHECK(problem == "");
+    CHECK(backups >= 3);
+    CHECK(written.load() >= before + 5);  // the writer really ran alongside
+    CHECK(entries(dir.path).count("backup.db") == 1);
+    for (const auto& name : entries(dir.path)) CHECK_FALSE(name.starts_with(".backup.db"));
+}
+
+TEST_CASE("a backup that cannot be completed leaves nothing under its name", "[store]") {
+    TempDir dir;
+    SECTION("the target directory does not exist") {
+        { Store store(dir.db()); }
+        const fs::path out = dir.path / "missing" / "backup.db";
+        auto message = error_of([&] { Store::backup_database(dir.db(), out); });
+        CHECK_THAT(message, Catch::Contains(out.string()) && Catch::Contains("does not exist"));
+        CHECK_FALSE(fs::exists(dir.path / "missing"));
+    }
+    SECTION("the target is a directory") {
+        { Store store(dir.db()); }
+        auto message = error_of([&] { Store::backup_database(dir.db(), dir.path); });
+        CHECK_THAT(message, Catch::Contains("is a directory"));
+    }
+    SECTION("there is no database") {
+        auto message = error_of([&] { Store::backup_database(dir.path / "nothing.db", dir.path / "b.db"); });
+        CHECK_THAT(message, Catch::Contains("nothing.db") && Catch::Contains("no database file"));
+        CHECK_FALSE(fs::exists(dir.path / "nothing.db"));
+        CHECK_FALSE(fs::exists(dir.path / "b.db"));
+    }
+    SECTION("the database is damaged: the copy fails its check, the previous backup stays") {
+        corrupt_middle(dir.db());
+        const fs::path out_dir = dir.path / "backups";
+        fs::create_directories(out_dir);
+        const fs::path out = out_dir / "backup.db";
+        std::ofstream(out) << "the previous backup";
+        auto message = error_of([&] { Store::backup_database(dir.db(), out); });
+        CHECK_THAT(message, Catch::Contains(out.string()) && Catch::Contains("integrity_check"));
+        CHECK(entries(out_dir) == std::set<std::string>{"backup.db"});
+        std::ifstream in(out);
+        std::string content((std::istreambuf_iterator<char>(in)), {});
+        CHECK(content == "the previous backup");
+    }
+}
+
+// ---- checks and statistics -------------------------------------------------------------
+
+TEST_CASE("integrity_check reports a sound database as clean and a damaged one with problems",
+          "[store]") {
+    TempDir dir;
+    {
+        Store store(dir.db());
+        store.upsert_localities({locality("L1")});
+        CHECK(store.integrity_check().empty());
+        // Through its own connection while the Store is open, as `ewsctl db check` does.
+        CHECK(Store::integrity_check_file(dir.db()).empty());
+    }
+    corrupt_middle(dir.db());
+    CHECK_FALSE(Store::integrity_check_file(dir.db()).empty());
+    auto message = error_of([&] { Store::integrity_check_file(dir.path / "absent.db"); });
+    CHECK_THAT(message, Catch::Contains("absent.db") && Catch::Contains("no database file"));
+}
+
+TEST_CASE("stats count what the store holds", "[store]") {
+    TempDir dir;
+    Store store(dir.db());
+    store.upsert_localities({locality("L1"), locality("L2")});
+    // Kind kNN has NN + 1 rows: 25 kinds, 325 rows.
+    std::vector<Observation> rows;
+    for (int k = 0; k < 25; ++k)
+        for (int i = 0; i <= k; ++i)
+            rows.push_back(obs(i % 2 ? "L2" : "L1", at(2025, 1, 1) + std::chrono::days{7 * i},
+                               (k < 10 ? "k0" : "k") + std::to_string(k), i));
+    rows.push_back(obs("L1", at(2024, 12, 30), "k00", 0, "late"));
+    store.commit_observations(rows, record("d1", std::int64_t(rows.size())));
+    store.commit_evaluation({}, {row("pub", 1, "ops/", "", ""), row("pub", 2, "ops/", "", ""),
+                                 row("other", 1, "ops/", "", "")});
+
+    auto s = store.stats();
+    CHECK(s.schema_version == Store::schema_version);
+    CHECK(s.observations == 326);
+    CHECK(s.oldest_observation == at(2024, 12, 30));
+    CHECK(s.newest_observation == at(2025, 1, 1) + std::chrono::days{7 * 24});
+    REQUIRE(s.kinds.size() == 20);
+    CHECK(s.kinds[0] == std::pair<std::string, std::int64_t>{"k24", 25});
+    CHECK(s.kinds[19] == std::pair<std::string, std::int64_t>{"k05", 6});
+    CHECK(s.last_seq == std::vector<std::pair<std::string, std::uint64_t>>{{"other", 1}, {"pub", 2}});
+    std::vector<std::string> names;
+    for (const auto& t : s.tables) {
+        names.push_back(t.table);
+        CHECK(std::to_string(t.rows) == query_text(dir.db(), "SELECT count(*) FROM " + t.table));
+    }
+    CHECK(names == std::vector<std::string>{"alert_state", "audit", "ingests", "localities", "meta",
+                                            "observations", "outbox"});
+    const auto page_size = std::stoull(query_text(dir.db(), "PRAGMA page_size"));
+    CHECK(s.file_bytes == page_size * std::stoull(query_text(dir.db(), "PRAGMA page_count")));
+    CHECK(s.file_bytes > 0);
+    CHECK(s.wal_bytes == fs::file_size(dir.db().string() + "-wal"));
+    CHECK(s.wal_bytes > 0);
+
+    // Through its own read-only connection while the Store is open: the same numbers.
+    auto f = Store::stats_of_file(dir.db());
+    CHECK(f.observations == s.observations);
+    CHECK(f.kinds == s.kinds);
+    CHECK(f.last_seq == s.last_seq);
+    CHECK(f.file_bytes == s.file_bytes);
+    CHECK(f.tables.size() == s.tables.size());
+}
+
+TEST_CASE("reading a closed database for stats, check or backup leaves no files beside it",
+          "[store]") {
+    TempDir dir;
+    {
+        Store store(dir.db());
+        store.upsert_localities({locality("L1")});
+    }
+    REQUIRE(entries(dir.path) == std::set<std::string>{"ewsd.db"});
+    CHECK(Store::stats_of_file(dir.db()).tables.size() == 7);
+    CHECK(Store::integrity_check_file(dir.db()).empty());
+    Store::backup_database(dir.db(), dir.path / "copy.db");
+    CHECK(entries(dir.path) == std::set<std::string>{"copy.db", "ewsd.db"});
 }

@@ -1,9 +1,11 @@
 // ewsctl: the operator's command-line tool. Commands that change data go through the running
-// daemon when there is one (the spool directory, a reload signal); otherwise ewsctl opens
-// the store itself. See `ewsctl --help`.
+// daemon when there is one (the ingest endpoint or the spool directory, a reload signal);
+// otherwise ewsctl opens the store itself. See `ewsctl --help`.
 #include "config.hpp"
+#include "db_commands.hpp"
 #include "gen_demo.hpp"
 #include "ingest.hpp"
+#include "ingest_endpoint.hpp"
 #include "pipeline.hpp"
 #include "plugin_test.hpp"
 #include "store.hpp"
@@ -50,28 +52,126 @@ std::string read_file(const fs::path& p) {
     return {std::istreambuf_iterator<char>(in), {}};
 }
 
-int cmd_ingest(const Config& config, const std::vector<std::string>& files) {
+// Returns: the endpoint to connect to for a bind address (a wildcard bind address is
+// reached on loopback).
+std::string connect_endpoint(const std::string& bind) {
+    std::string endpoint = bind;
+    for (const char* any : {"tcp://*:", "tcp://0.0.0.0:"})
+        if (endpoint.starts_with(any)) endpoint = "tcp://127.0.0.1:" + endpoint.substr(std::strlen(any));
+    return endpoint;
+}
+
+// What `ewsctl ingest` prints for one file: each rejected row, then a summary line.
+struct IngestSummary {
+    std::size_t accepted = 0;
+    std::size_t rejected = 0;
+    bool committed = false;
+    bool duplicate = false;
+};
+
+// Returns: 1 when a row was rejected, else 0.
+int print_summary(const std::string& label, const IngestSummary& s, const std::string& where) {
+    if (s.duplicate)
+        std::cout << label << ": already ingested, nothing changed" << where << "\n";
+    else
+        std::cout << label << ": " << s.accepted << " rows committed, " << s.rejected << " rejected"
+                  << (s.committed ? "" : " (file rejected, nothing committed)") << where << "\n";
+    return s.rejected > 0 ? 1 : 0;
+}
+
+// Sends `content` to the daemon's ingest endpoint as one batch and waits up to 30 s.
+// Returns: the reply. Throws: std::runtime_error when no reply comes.
+nlohmann::json push_batch(const std::string& endpoint, const IngestHeader& header,
+                          std::string_view content) {
+    zmq::context_t ctx;
+    zmq::socket_t s(ctx, zmq::socket_type::req);
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::sndtimeo, 30000);
+    s.set(zmq::sockopt::rcvtimeo, 30000);
+    s.connect(endpoint);
+    const std::string head = ingest_header_json(header);
+    if (!s.send(zmq::buffer(head), zmq::send_flags::sndmore) ||
+        !s.send(zmq::const_buffer(content.data(), content.size())))
+        throw std::runtime_error("cannot send to " + endpoint + " within 30 s");
+    zmq::message_t reply;
+    if (!s.recv(reply))
+        throw std::runtime_error("no reply from the ingest endpoint " + endpoint +
+                                 " within 30 s (is ewsd running with this [ingest] bind?)");
+    return nlohmann::json::parse(reply.to_string_view());
+}
+
+// Pushes one file through the running daemon's ingest endpoint and prints its reply.
+// Returns: 1 when anything was rejected or refused.
+int ingest_through_endpoint(const Config& config, const std::string& label, IngestFormat format,
+                            const std::string& content, pid_t daemon) {
+    IngestHeader header;
+    header.format = format;
+    header.name = label.size() <= 200 ? label : fs::path(label).filename().string().substr(0, 200);
+    // The same policy as for files in the spool or ingested without a daemon.
+    header.policy = config.policy;
+    const auto reply = push_batch(connect_endpoint(config.ingest_bind), header, content);
+    if (reply.contains("error")) {
+        std::cout << label << ": refused by the daemon: " << reply["error"].get<std::string>() << "\n";
+        return 1;
+    }
+    IngestSummary s;
+    s.accepted = reply.value("accepted", std::size_t(0));
+    s.rejected = reply.value("rejected_total", std::size_t(0));
+    s.committed = reply.value("committed", false);
+    s.duplicate = reply.value("duplicate", false);
+    std::size_t listed = 0;
+    for (const auto& r : reply.value("rejected", nlohmann::json::array())) {
+        RowError e{label, r.value("line", std::size_t(0)), r.value("column", std::size_t(0)),
+                   r.value("reason", std::string())};
+        std::cout << e.format() << "\n";
+        ++listed;
+    }
+    if (listed < s.rejected)
+        std::cout << label << ": " << s.rejected - listed << " more rejected rows not listed\n";
+    return print_summary(label, s, " by the running daemon (pid " + std::to_string(daemon) + ")");
+}
+
+// `ewsctl ingest`: through the running daemon's ingest endpoint when [ingest] bind is set,
+// else into its spool; without a daemon, straight into the store. Files ending in ".jsonl"
+// are JSON Lines; stdin ('-') and other files are read as `stdin_format`. [ingest] policy
+// applies on every path. Returns: 1 when any row was rejected.
+int cmd_ingest(const Config& config, const std::vector<std::string>& files, IngestFormat stdin_format) {
     int status = 0;
-    pid_t daemon = running_daemon(config);
-    if (daemon != 0) {
-        // The daemon owns the data path: validate here to report every bad row, then hand the
-        // file to the daemon's spool (written under a hidden name and renamed in, atomically).
-        Store store(config.state_dir / "ewsd.db");
-        std::set<std::string> known;
-        for (auto& l : store.localities()) known.insert(l.id);
-        for (const auto& f : files) {
-            std::string content = f == "-" ? std::string{std::istreambuf_iterator<char>(std::cin), {}}
-                                           : read_file(f);
-            std::string label = f == "-" ? "stdin" : f;
-            ObservationRules rules{[&](std::string_view id) { return known.contains(std::string(id)); },
-                                   wall_now(), config.future_tolerance};
-            auto parsed = parse_observations_csv(content, label, rules);
+    const pid_t daemon = running_daemon(config);
+    std::optional<Store> store;  // opened when first needed: not on the endpoint path
+    std::set<std::string> known;
+    auto rules = [&] {
+        if (!store) {
+            store.emplace(config.state_dir / "ewsd.db");
+            for (auto& l : store->localities()) known.insert(l.id);
+        }
+        return ObservationRules{[&](std::string_view id) { return known.contains(std::string(id)); },
+                                wall_now(), config.future_tolerance};
+    };
+    for (const auto& f : files) {
+        const bool from_stdin = f == "-";
+        const std::string content = from_stdin ? std::string{std::istreambuf_iterator<char>(std::cin), {}}
+                                               : read_file(f);
+        const std::string label = from_stdin ? "stdin" : f;
+        const IngestFormat format = from_stdin ? stdin_format : format_of(f).value_or(stdin_format);
+        if (daemon != 0 && !config.ingest_bind.empty() && content.size() <= max_ingest_batch_bytes) {
+            status |= ingest_through_endpoint(config, label, format, content, daemon);
+            continue;
+        }
+        if (daemon != 0) {
+            // The daemon owns the data path: validate here to report every bad row, then hand
+            // the file to the daemon's spool (written under a hidden name and renamed in).
+            if (!config.ingest_bind.empty())
+                std::cout << label << ": larger than the ingest endpoint's limit of "
+                          << max_ingest_batch_bytes << " bytes, handed to the spool instead\n";
+            auto parsed = parse_observations(content, label, format, rules());
             for (const auto& e : parsed.errors) std::cout << e.format() << "\n";
             if (!parsed.errors.empty()) status = 1;
             fs::create_directories(config.spool_dir);
-            std::string name = (f == "-" ? "stdin-" + std::to_string(::getpid()) + ".csv"
-                                         : fs::path(f).filename().string());
-            if (!name.ends_with(".csv")) name += ".csv";
+            const std::string ext = "." + std::string(to_string(format));
+            std::string name = from_stdin ? "stdin-" + std::to_string(::getpid()) + ext
+                                          : fs::path(f).filename().string();
+            if (!name.ends_with(ext)) name += ext;
             auto tmp = config.spool_dir / ("." + name + ".tmp");
             {
                 std::ofstream out(tmp, std::ios::binary);
@@ -81,32 +181,12 @@ int cmd_ingest(const Config& config, const std::vector<std::string>& files) {
             fs::rename(tmp, config.spool_dir / name);
             std::cout << label << ": " << parsed.rows.size() << " rows valid, " << parsed.errors.size()
                       << " rejected; handed to the running daemon (pid " << daemon << ")\n";
+            continue;
         }
-        return status;
-    }
-    Store store(config.state_dir / "ewsd.db");
-    std::set<std::string> known;
-    for (auto& l : store.localities()) known.insert(l.id);
-    ObservationRules rules{[&](std::string_view id) { return known.contains(std::string(id)); },
-                           wall_now(), config.future_tolerance};
-    for (const auto& f : files) {
-        fs::path path = f;
-        fs::path tmp;
-        if (f == "-") {
-            tmp = fs::temp_directory_path() / ("ewsctl-stdin-" + std::to_string(::getpid()) + ".csv");
-            std::ofstream(tmp, std::ios::binary) << std::cin.rdbuf();
-            path = tmp;
-        }
-        auto out = ingest_file(path, store, rules, config.policy);
-        if (!tmp.empty()) fs::remove(tmp);
+        const ObservationRules r = rules();  // opens the store
+        auto out = ingest_content(content, label, format, *store, r, config.policy);
         for (const auto& e : out.errors) std::cout << e.format() << "\n";
-        if (!out.errors.empty()) status = 1;
-        if (out.duplicate)
-            std::cout << f << ": already ingested, nothing changed\n";
-        else
-            std::cout << f << ": " << out.rows.size() << " rows committed, " << out.errors.size()
-                      << " rejected" << (out.committed ? "" : " (file rejected, nothing committed)")
-                      << "\n";
+        status |= print_summary(label, {out.rows.size(), out.errors.size(), out.committed, out.duplicate}, "");
     }
     return status;
 }
@@ -172,10 +252,7 @@ std::string query(const std::string& endpoint, const std::string& request) {
 // Returns: the endpoint to connect to for the query bind address (a wildcard bind address
 // is reached on loopback).
 std::string query_endpoint(const Config& config) {
-    std::string endpoint = config.query_bind;
-    for (const char* any : {"tcp://*:", "tcp://0.0.0.0:"})
-        if (endpoint.starts_with(any)) endpoint = "tcp://127.0.0.1:" + endpoint.substr(std::strlen(any));
-    return endpoint;
+    return connect_endpoint(config.query_bind);
 }
 
 int cmd_status(const Config& config) {
@@ -272,8 +349,12 @@ int main(int argc, char** argv) {
     auto* config_option = cli.add_option("-c,--config", config_file, "configuration file (TOML)");
 
     std::vector<std::string> ingest_files;
-    auto* ingest = cli.add_subcommand("ingest", "validate and store observation files (CSV; '-' = stdin)");
+    std::string ingest_format = "csv";
+    auto* ingest = cli.add_subcommand(
+        "ingest", "validate and store observation files (.csv or .jsonl; '-' = stdin)");
     ingest->add_option("files", ingest_files, "files")->required();
+    ingest->add_option("--format", ingest_format, "format of stdin and of files named neither .csv nor .jsonl")
+        ->check(CLI::IsMember({"csv", "jsonl"}));
 
     std::string localities_file;
     auto* localities = cli.add_subcommand("localities", "manage the locality table");
@@ -289,6 +370,16 @@ int main(int argc, char** argv) {
     auto* alerts = cli.add_subcommand("alerts", "list open alerts");
     auto* plugins = cli.add_subcommand(
         "plugins", "list the plugins in plugin_dir with their parameters, and those refused");
+
+    std::string backup_out;
+    auto* backup = cli.add_subcommand("backup", "write a verified copy of the database (safe while ewsd runs)");
+    backup->add_option("out", backup_out, "file to write; replaced only when the copy is complete")->required();
+    auto* db = cli.add_subcommand("db", "inspect the database");
+    db->require_subcommand(1);
+    bool db_json = false;
+    auto* db_stats = db->add_subcommand("stats", "size, WAL, rows per table, observation span, top kinds, last seq");
+    db_stats->add_flag("--json", db_json, "print one JSON object");
+    auto* db_check = db->add_subcommand("check", "full integrity_check of the database");
 
     tools::PluginTestOptions test;
     auto* plugin_test = cli.add_subcommand(
@@ -358,12 +449,15 @@ int main(int argc, char** argv) {
             test.config = needs_config ? &config : nullptr;
             return tools::run_plugin_test(test, std::cout, std::cerr);
         }
-        if (ingest->parsed()) return cmd_ingest(config, ingest_files);
+        if (ingest->parsed()) return cmd_ingest(config, ingest_files, *parse_ingest_format(ingest_format));
         if (loc_import->parsed()) return cmd_localities_import(config, localities_file);
         if (evaluate->parsed()) return cmd_evaluate(config, at);
         if (status->parsed()) return cmd_status(config);
         if (alerts->parsed()) return cmd_alerts(config);
         if (plugins->parsed()) return cmd_plugins(config);
+        if (backup->parsed()) return tools::cmd_backup(config, backup_out);
+        if (db_stats->parsed()) return tools::cmd_db_stats(config, db_json);
+        if (db_check->parsed()) return tools::cmd_db_check(config);
     } catch (const std::exception& e) {
         std::cerr << "ewsctl: " << e.what() << "\n";
         return 1;
