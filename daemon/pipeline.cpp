@@ -86,10 +86,29 @@ PluginSet Pipeline::load_plugin_set(const Config& config) {
         spdlog::info("quarantine lifted: {} ({}) changed since it was quarantined at {} ({})",
                      e.file.string(), e.plugin.empty() ? "unnamed" : e.plugin,
                      format_time(e.since), e.reason);
-    return load_plugins(config.plugin_dir, config.plugin_params,
-                        [this](const std::filesystem::path& file) {
-                            return quarantine_.reason_for(file);
-                        });
+    // Loading runs plugin code too (factory, describe, configure): the crash marker names
+    // each file while it loads, so a plugin that crashes there is also quarantined at the
+    // next start instead of taking the daemon down at every start.
+    auto set = load_plugins(config.plugin_dir, config.plugin_params,
+                            [this](const std::filesystem::path& file) -> std::optional<std::string> {
+                                if (auto why = quarantine_.reason_for(file)) return why;
+                                LoadedPlugin loading;
+                                loading.file = file;
+                                loading.identity = FileIdentity::of(file).value_or(FileIdentity{});
+                                loading.descriptor.name = file.stem().string();
+                                try {
+                                    marker_.enter(loading, wall_now());
+                                } catch (const std::exception& e) {
+                                    spdlog::warn("{}", e.what());
+                                }
+                                return std::nullopt;
+                            });
+    try {
+        marker_.leave();
+    } catch (const std::exception& e) {
+        spdlog::warn("{}", e.what());
+    }
+    return set;
 }
 
 std::vector<std::string> Pipeline::outbox_endpoints() const {

@@ -236,7 +236,32 @@ def throwing_plugin_is_quarantined_after_failing_evaluations():
         shutil.rmtree(plugins, ignore_errors=True)
 
 
+def plugin_crashing_while_loading_is_quarantined():
+    """A crash in describe() happens before any evaluation: the marker written around loading
+    names the file, so the next start comes up without it instead of crashing again."""
+    plugins = plugin_dir_with("fixture_crashes_on_load.so")
+    ws = Workspace(plugin_dir=plugins)
+    try:
+        ws.gen_demo(localities=20, seed=3)
+        r = subprocess.run([EWSD, "--config", ws.config, "--once"], capture_output=True, text=True,
+                           preexec_fn=no_core_dumps, timeout=120)
+        check(r.returncode == -6 or (SANITIZED and r.returncode == 1),
+              "the plugin crashing in describe() ends the first run (%d)" % r.returncode)
+        r = subprocess.run([EWSD, "--config", ws.config, "--once"], capture_output=True, text=True,
+                           timeout=120)
+        out = r.stdout + r.stderr
+        check(r.returncode == 0, "the next run completes (%d): %s" % (r.returncode, out[-500:]))
+        check("fixture_crashes_on_load.so" in out and "quarantined" in out,
+              "the next run names the file it quarantined")
+        loaded = [line for line in out.splitlines() if "plugin loaded" in line]
+        check(len(loaded) == 3, "the three shipped plugins still load (%d)" % len(loaded))
+    finally:
+        ws.cleanup()
+        shutil.rmtree(plugins, ignore_errors=True)
+
+
 if __name__ == "__main__":
     segfaulting_plugin_is_quarantined_after_restart()
     aborting_plugin_is_quarantined_for_the_next_run()
     throwing_plugin_is_quarantined_after_failing_evaluations()
+    plugin_crashing_while_loading_is_quarantined()
