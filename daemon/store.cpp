@@ -605,6 +605,9 @@ void Store::open() {
                          "'); put state_dir on a local file system");
     exec("PRAGMA synchronous=NORMAL", "setting synchronous");
     exec("PRAGMA foreign_keys=ON", "enabling foreign keys");
+    // 64 MiB of page cache (SQLite's default is 2 MiB): a large batch of observations
+    // touches many b-tree pages; bench/ingest_bench measured a few percent faster bulk ingest.
+    exec("PRAGMA cache_size=-65536", "setting cache_size");
 
     // quick_check, not integrity_check: it reads every page and checks the b-tree structure
     // and records (O(N)) but not that each index matches its table (integrity_check's
