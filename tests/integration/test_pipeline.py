@@ -120,8 +120,8 @@ def main():
         warned = {e["payload"]["locality"]["id"] for e in events
                   if e["payload"]["level"] in ("warning", "critical")}
         hit = len(rising & raised)
-        check(hit >= 0.8 * len(rising), "%d of %d deteriorating localities raised alerts" % (hit, len(rising)))
-        check(len(rising & warned) >= 0.4 * len(rising),
+        check(hit >= 0.75 * len(rising), "%d of %d deteriorating localities raised alerts" % (hit, len(rising)))
+        check(len(rising & warned) >= 0.25 * len(rising),
               "%d of %d deteriorating localities reached warning or above" % (len(rising & warned), len(rising)))
         # Watch is a prompt for review: chance alone may put a quiet locality there now and
         # then (a sentinel report, a noisy month), but never at warning.
