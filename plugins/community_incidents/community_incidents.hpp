@@ -43,35 +43,24 @@ public:
                                        "unknown parameter '" + key + "' for community_incidents");
         }
         Settings s;
-        const auto& weights_spec = spec_of(specs, "weights");
-        const auto weights = sdk::param_or<std::map<std::string, double>>(
-            params, "weights", std::get<std::map<std::string, double>>(weights_spec.default_value));
-        for (const auto& [category, w] : weights) {
+        for (const auto& [category, w] : sdk::param<std::map<std::string, double>>(params, specs, "weights")) {
             if (category.empty())
                 throw sdk::ConfigError("weights", "parameter 'weights' has an empty category name");
-            if (!std::isfinite(w) || w < *weights_spec.min || w > *weights_spec.max)
-                throw sdk::ConfigError("weights", "parameter 'weights': weight of '" + category +
-                                                      "' must be between " +
-                                                      fixed(*weights_spec.min, 0) + " and " +
-                                                      fixed(*weights_spec.max, 0) + ", got " +
-                                                      fixed(w, 6));
             s.weights.emplace(category, w);
         }
-        s.default_weight = number_param(params, specs, "default_weight");
-        s.window_days = integer_param(params, specs, "window_days");
-        s.baseline_days = integer_param(params, specs, "baseline_days");
-        s.expected_floor = number_param(params, specs, "expected_floor");
-        s.sentinels = sdk::param_or<std::vector<std::string>>(
-            params, "sentinels",
-            std::get<std::vector<std::string>>(spec_of(specs, "sentinels").default_value));
+        s.default_weight = sdk::param<double>(params, specs, "default_weight");
+        s.window_days = sdk::param<std::int64_t>(params, specs, "window_days");
+        s.baseline_days = sdk::param<std::int64_t>(params, specs, "baseline_days");
+        s.expected_floor = sdk::param<double>(params, specs, "expected_floor");
+        s.sentinels = sdk::param<std::vector<std::string>>(params, specs, "sentinels");
         for (const auto& name : s.sentinels)
             if (name.empty())
                 throw sdk::ConfigError("sentinels",
                                        "parameter 'sentinels' has an empty category name");
-        s.min_count = number_param(params, specs, "min_count");
-        s.full_decades = number_param(params, specs, "full_decades");
-        s.history_full_days = integer_param(params, specs, "history_full_days");
-        s.max_age_days = integer_param(params, specs, "max_age_days");
+        s.min_count = sdk::param<double>(params, specs, "min_count");
+        s.full_decades = sdk::param<double>(params, specs, "full_decades");
+        s.history_full_days = sdk::param<std::int64_t>(params, specs, "history_full_days");
+        s.max_age_days = sdk::param<std::int64_t>(params, specs, "max_age_days");
         settings_ = std::move(s);
     }
 
@@ -226,37 +215,6 @@ private:
         };
     }
 
-    static const sdk::ParamSpec& spec_of(const std::vector<sdk::ParamSpec>& specs,
-                                         const std::string& name) {
-        for (const auto& s : specs)
-            if (s.name == name) return s;
-        throw std::logic_error("community_incidents: no parameter spec named " + name);
-    }
-
-    static void check_range(const sdk::ParamSpec& s, double v) {
-        if (std::isfinite(v) && (!s.min || v >= *s.min) && (!s.max || v <= *s.max)) return;
-        throw sdk::ConfigError(s.name, "parameter '" + s.name + "' must be between " +
-                                           fixed(s.min.value_or(-INFINITY), 6) + " and " +
-                                           fixed(s.max.value_or(INFINITY), 6) + ", got " +
-                                           fixed(v, 6));
-    }
-
-    static double number_param(const sdk::Params& p, const std::vector<sdk::ParamSpec>& specs,
-                               const std::string& name) {
-        const auto& s = spec_of(specs, name);
-        const double v = sdk::param_or<double>(p, name, std::get<double>(s.default_value));
-        check_range(s, v);
-        return v;
-    }
-
-    static std::int64_t integer_param(const sdk::Params& p,
-                                      const std::vector<sdk::ParamSpec>& specs,
-                                      const std::string& name) {
-        const auto& s = spec_of(specs, name);
-        const auto v = sdk::param_or<std::int64_t>(p, name, std::get<std::int64_t>(s.default_value));
-        check_range(s, static_cast<double>(v));
-        return v;
-    }
 
     // Returns: how surprising a count this high is under the usual level, on a log scale:
     // min(1, -log10(P(X >= floor(observed))) / full_decades) for X ~ Poisson(expected);
@@ -318,10 +276,9 @@ private:
     static Settings defaults() {
         Settings s;
         const auto specs = param_specs();
-        for (const auto& [category, w] :
-             std::get<std::map<std::string, double>>(spec_of(specs, "weights").default_value))
+        for (const auto& [category, w] : sdk::param<std::map<std::string, double>>({}, specs, "weights"))
             s.weights.emplace(category, w);
-        s.sentinels = std::get<std::vector<std::string>>(spec_of(specs, "sentinels").default_value);
+        s.sentinels = sdk::param<std::vector<std::string>>({}, specs, "sentinels");
         return s;
     }
 };

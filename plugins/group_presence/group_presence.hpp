@@ -41,16 +41,16 @@ public:
                 throw sdk::ConfigError(key, "unknown parameter '" + key + "' for group_presence");
         }
         Settings s;
-        s.lookback_days = integer_param(params, specs, "lookback_days");
-        s.half_life_days = number_param(params, specs, "half_life_days");
-        s.recruitment_factor = number_param(params, specs, "recruitment_factor");
-        s.corroboration_days = integer_param(params, specs, "corroboration_days");
-        s.spill_half_life_days = number_param(params, specs, "spill_half_life_days");
-        s.spill_factor = number_param(params, specs, "spill_factor");
-        s.scale = number_param(params, specs, "scale");
-        s.onset_days = integer_param(params, specs, "onset_days");
-        s.quiet_days = integer_param(params, specs, "quiet_days");
-        s.max_age_days = integer_param(params, specs, "max_age_days");
+        s.lookback_days = sdk::param<std::int64_t>(params, specs, "lookback_days");
+        s.half_life_days = sdk::param<double>(params, specs, "half_life_days");
+        s.recruitment_factor = sdk::param<double>(params, specs, "recruitment_factor");
+        s.corroboration_days = sdk::param<std::int64_t>(params, specs, "corroboration_days");
+        s.spill_half_life_days = sdk::param<double>(params, specs, "spill_half_life_days");
+        s.spill_factor = sdk::param<double>(params, specs, "spill_factor");
+        s.scale = sdk::param<double>(params, specs, "scale");
+        s.onset_days = sdk::param<std::int64_t>(params, specs, "onset_days");
+        s.quiet_days = sdk::param<std::int64_t>(params, specs, "quiet_days");
+        s.max_age_days = sdk::param<std::int64_t>(params, specs, "max_age_days");
         settings_ = s;
     }
 
@@ -266,37 +266,6 @@ private:
         return since_monday % length < 0 ? q - 1 : q;
     }
 
-    static const sdk::ParamSpec& spec_of(const std::vector<sdk::ParamSpec>& specs,
-                                         const std::string& name) {
-        for (const auto& s : specs)
-            if (s.name == name) return s;
-        throw std::logic_error("group_presence: no parameter spec named " + name);
-    }
-
-    static void check_range(const sdk::ParamSpec& s, double v) {
-        if (std::isfinite(v) && (!s.min || v >= *s.min) && (!s.max || v <= *s.max)) return;
-        throw sdk::ConfigError(s.name, "parameter '" + s.name + "' must be between " +
-                                           fixed(s.min.value_or(-INFINITY), 6) + " and " +
-                                           fixed(s.max.value_or(INFINITY), 6) + ", got " +
-                                           fixed(v, 6));
-    }
-
-    static double number_param(const sdk::Params& p, const std::vector<sdk::ParamSpec>& specs,
-                               const std::string& name) {
-        const auto& s = spec_of(specs, name);
-        const double v = sdk::param_or<double>(p, name, std::get<double>(s.default_value));
-        check_range(s, v);
-        return v;
-    }
-
-    static std::int64_t integer_param(const sdk::Params& p,
-                                      const std::vector<sdk::ParamSpec>& specs,
-                                      const std::string& name) {
-        const auto& s = spec_of(specs, name);
-        const auto v = sdk::param_or<std::int64_t>(p, name, std::get<std::int64_t>(s.default_value));
-        check_range(s, static_cast<double>(v));
-        return v;
-    }
 
     static std::chrono::seconds days(std::int64_t n) { return std::chrono::seconds{n * 86400}; }
 

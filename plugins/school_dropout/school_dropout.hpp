@@ -38,15 +38,15 @@ public:
                 throw sdk::ConfigError(key, "unknown parameter '" + key + "' for school_dropout");
         }
         Settings s;
-        s.baseline_days = integer_param(params, specs, "baseline_days");
-        s.prior_rate = number_param(params, specs, "prior_rate");
-        s.prior_strength = number_param(params, specs, "prior_strength");
-        s.full_ratio = number_param(params, specs, "full_ratio");
-        s.min_rate = number_param(params, specs, "min_rate");
-        s.full_decades = number_param(params, specs, "full_decades");
-        s.min_enrolment = number_param(params, specs, "min_enrolment");
-        s.full_baseline_periods = integer_param(params, specs, "full_baseline_periods");
-        s.max_age_days = integer_param(params, specs, "max_age_days");
+        s.baseline_days = sdk::param<std::int64_t>(params, specs, "baseline_days");
+        s.prior_rate = sdk::param<double>(params, specs, "prior_rate");
+        s.prior_strength = sdk::param<double>(params, specs, "prior_strength");
+        s.full_ratio = sdk::param<double>(params, specs, "full_ratio");
+        s.min_rate = sdk::param<double>(params, specs, "min_rate");
+        s.full_decades = sdk::param<double>(params, specs, "full_decades");
+        s.min_enrolment = sdk::param<double>(params, specs, "min_enrolment");
+        s.full_baseline_periods = sdk::param<std::int64_t>(params, specs, "full_baseline_periods");
+        s.max_age_days = sdk::param<std::int64_t>(params, specs, "max_age_days");
         settings_ = s;
     }
 
@@ -198,37 +198,6 @@ private:
         };
     }
 
-    static const sdk::ParamSpec& spec_of(const std::vector<sdk::ParamSpec>& specs,
-                                         const std::string& name) {
-        for (const auto& s : specs)
-            if (s.name == name) return s;
-        throw std::logic_error("school_dropout: no parameter spec named " + name);
-    }
-
-    static void check_range(const sdk::ParamSpec& s, double v) {
-        if (std::isfinite(v) && (!s.min || v >= *s.min) && (!s.max || v <= *s.max)) return;
-        throw sdk::ConfigError(s.name, "parameter '" + s.name + "' must be between " +
-                                           fixed(s.min.value_or(-INFINITY), 6) + " and " +
-                                           fixed(s.max.value_or(INFINITY), 6) + ", got " +
-                                           fixed(v, 6));
-    }
-
-    static double number_param(const sdk::Params& p, const std::vector<sdk::ParamSpec>& specs,
-                               const std::string& name) {
-        const auto& s = spec_of(specs, name);
-        const double v = sdk::param_or<double>(p, name, std::get<double>(s.default_value));
-        check_range(s, v);
-        return v;
-    }
-
-    static std::int64_t integer_param(const sdk::Params& p,
-                                      const std::vector<sdk::ParamSpec>& specs,
-                                      const std::string& name) {
-        const auto& s = spec_of(specs, name);
-        const auto v = sdk::param_or<std::int64_t>(p, name, std::get<std::int64_t>(s.default_value));
-        check_range(s, static_cast<double>(v));
-        return v;
-    }
 
     static std::chrono::seconds days(std::int64_t n) { return std::chrono::seconds{n * 86400}; }
 

@@ -20,10 +20,7 @@ public:
     void configure(const sdk::Params& params) override {
         for (const auto& [key, value] : params)
             if (key != "scale") throw sdk::ConfigError(key, "unknown parameter '" + key + "'");
-        const double scale = sdk::param_or(params, "scale", 2.0);
-        if (!(scale >= 0.01 && scale <= 1e6))
-            throw sdk::ConfigError("scale", "parameter 'scale' must be between 0.01 and 1e6");
-        scale_ = scale;
+        scale_ = sdk::param<double>(params, describe().params, "scale");  // type and range checked
     }
 
     // const and pure: reads only the view and scale_, so many localities may run at once.

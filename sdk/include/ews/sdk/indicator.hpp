@@ -14,6 +14,8 @@
 #include <boost/dll/alias.hpp>
 
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -148,6 +150,42 @@ T param_or(const Params& params, const std::string& key, T fallback) {
     }
     if (auto* v = std::get_if<T>(&it->second)) return *v;
     throw ConfigError(key, "parameter '" + key + "' has the wrong type");
+}
+
+// Returns: parameter `name` from `params` converted to T (bool, std::int64_t, double,
+// std::string, std::vector<std::string> or std::map<std::string, double>), or the default of
+// its ParamSpec in `specs` when absent; numbers (and each value of a number table) checked
+// against the spec's min and max. The host checks a configuration against describe() before
+// configure() too; this keeps a plugin correct on its own (tests, plugin-test).
+// Throws: ConfigError naming the key for a wrong type or a value out of range;
+// std::logic_error when `specs` has no spec called `name` (a bug in the plugin).
+template <class T>
+T param(const Params& params, const std::vector<ParamSpec>& specs, const std::string& name) {
+    const ParamSpec* spec = nullptr;
+    for (const auto& s : specs)
+        if (s.name == name) spec = &s;
+    if (!spec) throw std::logic_error("no ParamSpec named '" + name + "'");
+    const T* fallback = std::get_if<T>(&spec->default_value);
+    if (!fallback) throw std::logic_error("ParamSpec '" + name + "' has a default of another type");
+    T value = param_or<T>(params, name, *fallback);
+    auto in_range = [&](double v, const std::string& entry = {}) {
+        if (std::isfinite(v) && (!spec->min || v >= *spec->min) && (!spec->max || v <= *spec->max))
+            return;
+        auto show = [](double x) {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "%g", x);
+            return std::string(buf);
+        };
+        const std::string what = entry.empty() ? "" : ": value of '" + entry + "'";
+        throw ConfigError(name, "parameter '" + name + "'" + what + " must be between " +
+                                    (spec->min ? show(*spec->min) : "-inf") + " and " +
+                                    (spec->max ? show(*spec->max) : "inf") + ", got " + show(v));
+    };
+    if constexpr (std::is_same_v<T, double> || std::is_same_v<T, std::int64_t>)
+        in_range(static_cast<double>(value));
+    if constexpr (std::is_same_v<T, std::map<std::string, double>>)
+        for (const auto& [key, v] : value) in_range(v, key);
+    return value;
 }
 
 }  // namespace ews::sdk
