@@ -248,11 +248,14 @@ private:
             pipeline_.reconfigure(std::move(next), std::move(plugins));
             pipeline_.reload_localities();
             spdlog::info("configuration reloaded from {}", file.string());
+            last_reload_ = {wall_now(), true, {}};
             evaluate(true);
         } catch (const std::exception& e) {
             spdlog::error("reload rejected, keeping the running configuration: {}", e.what());
+            last_reload_ = {wall_now(), false, e.what()};
         }
-        notify("READY=1\nSTATUS=" + status_line());
+        notify("READY=1\nSTATUS=" + status_line() +
+               (last_reload_.ok ? "" : "; last reload rejected, running the previous configuration"));
     }
 
     std::string status_line() const {
@@ -268,6 +271,12 @@ private:
         j["version"] = EWS_VERSION;
         j["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count();
         j["config"] = pipeline_.config().file.string();
+        // An operator who sent SIGHUP sees here whether the new file was taken.
+        if (last_reload_.at != TimePoint{})
+            j["last_reload"] = {{"at", format_time(last_reload_.at)},
+                                {"accepted", last_reload_.ok},
+                                {"error", last_reload_.ok ? nlohmann::json(nullptr)
+                                                          : nlohmann::json(last_reload_.error)}};
         j["localities"] = pipeline_.engine().locality_count();
         j["observations"] = pipeline_.engine().observation_count();
         auto& plugins = j["plugins"] = nlohmann::json::array();
@@ -412,6 +421,11 @@ private:
     Publisher publisher_;
     std::optional<QueryServer> query_;
     std::optional<IngestEndpoint> ingest_endpoint_;
+    struct ReloadResult {
+        TimePoint at{};
+        bool ok = true;
+        std::string error;
+    } last_reload_;
     std::size_t ingested_rows_ = 0;
     std::size_t rejected_rows_ = 0;
 };

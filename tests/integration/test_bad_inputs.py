@@ -6,7 +6,7 @@ import shutil
 import signal
 import subprocess
 
-from harness import EWSD, PLUGINS, Workspace, check, fail, query, replay_all
+from harness import EWSCTL, EWSD, PLUGINS, Workspace, check, fail, query, replay_all
 
 
 def bad_configs():
@@ -92,13 +92,25 @@ def bad_plugin_and_rows():
         ws.daemon.send_signal(signal.SIGHUP)
         check(ws.wait_log("reload rejected, keeping the running configuration", timeout=10),
               "a broken config on SIGHUP is rejected and logged")
-        check(ws.daemon.poll() is None and query(ws.query, {"op": "status"}).get("localities") == 60,
+        status = query(ws.query, {"op": "status"})
+        check(ws.daemon.poll() is None and status.get("localities") == 60,
               "the daemon keeps running on the old configuration")
+        reload = status.get("last_reload") or {}
+        check(reload.get("accepted") is False and "ewsd.toml" in (reload.get("error") or ""),
+              "status says the last reload was rejected and why: %s" % reload)
+        # The operator's copy of the last good file still reaches the daemon.
+        good_copy = os.path.join(ws.dir, "last-good.toml")
+        with open(good_copy, "w") as f:
+            f.write(good)
+        r = subprocess.run([EWSCTL, "--config", good_copy, "status"], capture_output=True, text=True)
+        check(r.returncode == 0 and '"accepted": false' in r.stdout, "ewsctl status shows the rejected reload")
         with open(ws.config, "w") as f:
             f.write(good.replace('watch = ["Review with the child-protection committee"]',
                                  'watch = ["Reviewed playbook"]'))
         ws.daemon.send_signal(signal.SIGHUP)
         check(ws.wait_log("configuration reloaded", timeout=10), "a good config on SIGHUP is reloaded")
+        check(query(ws.query, {"op": "status"})["last_reload"]["accepted"] is True,
+              "status says the last reload was accepted")
         replay_all(ws.query, 0)
         bad = query(ws.query, {"op": "replay", "since": "x"})
         check("error" in bad, "a malformed query gets an error reply: %s" % bad)

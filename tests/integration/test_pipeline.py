@@ -112,7 +112,7 @@ def main():
         for seq, (topic, payload) in live.items():
             if by_seq.get(seq, {}).get("payload") != payload or by_seq[seq]["topic"] != topic:
                 fail("live message seq %d differs from the replayed one" % seq)
-        check(True, "every live message equals its replayed copy")
+        print("ok: every live message equals its replayed copy")
         for e in events:
             check_alert(e["topic"], e["payload"])
 
