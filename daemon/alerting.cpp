@@ -36,8 +36,11 @@ Level target_level(double score, Level current, Level floor, const AlertingParam
 }
 
 std::optional<AlertEvent> step(AlertState& state, double score, Level floor, TimePoint now,
-                               const AlertingParams& params) {
-    const Level target = target_level(score, state.level, floor, params);
+                               const AlertingParams& params, bool may_lower) {
+    Level target = target_level(score, state.level, floor, params);
+    // Missing data is not safety: with an indicator stale or failing, the score may raise an
+    // alert but never lower or resolve one.
+    if (!may_lower && target < state.level) target = state.level;
     if (std::isfinite(score)) state.score = score;
     if (target == state.level) {
         state.pending = state.level;

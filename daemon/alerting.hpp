@@ -36,8 +36,10 @@ Level target_level(double score, Level current, Level floor, const AlertingParam
 
 // Advances `state` by one evaluation at `now` with composite `score`. Updates state.score,
 // pending and pending_count always; returns the event when the notified level changes.
+// With `may_lower` false (some indicator's data is stale or its plugin failed), the level may
+// rise but is held rather than lowered or resolved.
 std::optional<AlertEvent> step(AlertState& state, double score, Level floor, TimePoint now,
-                               const AlertingParams& params);
+                               const AlertingParams& params, bool may_lower = true);
 
 // Returns: a stable id for an alert opened on `locality` at `opened_at`,
 // e.g. "KE-030-001@20261128T000000Z".

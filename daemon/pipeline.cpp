@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace ews {
 
 bool in_scope(const std::string& region, const std::string& scope) {
@@ -186,7 +188,14 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
         if (inserted) it->second.locality = loc.id;
         AlertState& state = it->second;
         const AlertState old = state;
-        auto event = step(state, composite.score, composite.floor, now, params);
+        // Data that has stopped (stale) or a failing plugin must not let an alert fall: only
+        // fresh data may lower a level. (no_data, an indicator with nothing in its look-back
+        // at all, does not hold it: a locality never covered by a source could never clear.)
+        const bool may_lower = std::none_of(
+            r.assessments.begin(), r.assessments.end(), [](const sdk::Assessment& a) {
+                return a.status == sdk::Status::stale || a.status == sdk::Status::error;
+            });
+        auto event = step(state, composite.score, composite.floor, now, params, may_lower);
         // The score alone changing is not worth a write; level and pending counters are.
         AlertState unchanged = old;
         unchanged.score = state.score;

@@ -302,3 +302,28 @@ TEST_CASE("random walks keep the alert lifecycle consistent", "[alerting]") {
         CHECK(seen[type] > 10);
     }
 }
+
+TEST_CASE("stale or failing data holds an open alert instead of lowering it", "[alerting]") {
+    const AlertingParams p;  // watch 40/30, warning 60/50; raise_after 2, clear_after 3
+    AlertState s;
+    s.locality = "L1";
+    const auto t = *parse_time("2026-01-01");
+    step(s, 65, Level::none, t, p);
+    REQUIRE(step(s, 65, Level::none, t, p));
+    REQUIRE(s.level == Level::warning);
+    // The score collapses while data is stale: held at warning however long it lasts.
+    for (int i = 0; i < 10; ++i) CHECK_FALSE(step(s, 0, Level::none, t, p, false));
+    CHECK(s.level == Level::warning);
+    CHECK(s.pending == Level::warning);
+    // Higher scores still escalate while data is incomplete.
+    step(s, 85, Level::none, t, p, false);
+    auto up = step(s, 85, Level::none, t, p, false);
+    REQUIRE(up);
+    CHECK(up->type == "escalated");
+    // Fresh data again: the low score resolves after clear_after evaluations.
+    CHECK_FALSE(step(s, 0, Level::none, t, p, true));
+    CHECK_FALSE(step(s, 0, Level::none, t, p, true));
+    auto down = step(s, 0, Level::none, t, p, true);
+    REQUIRE(down);
+    CHECK(down->type == "resolved");
+}
