@@ -165,21 +165,22 @@ TEST_CASE("a plugin that keeps failing is quarantined while the healthy one goes
         CHECK(p.plugins().loaded.size() == 3);
         CHECK(p.plugin_calls().at("fixture_assess_throws").errors == 2);
 
-        // Second failing evaluation (incremental, A only): quarantined, in the same
-        // transaction as the good plugin's event, each endpoint numbering on.
+        // Second failing evaluation (incremental, A only): quarantined. A's own score fell,
+        // but with two indicators failing the alert is held, not resolved: a failing plugin
+        // is missing data, and missing data is not safety.
         REQUIRE(p.ingest(tmp.path / "low.csv", t0 + std::chrono::days(2)).committed);
         rows = p.evaluate(t0 + std::chrono::days(2), false);
         std::vector<OutboxRow> alerts;
         for (const auto& r : rows)
             if (r.topic != plugin_ops_topic) alerts.push_back(r);
-        CHECK(events_of(alerts, "all") == std::vector<std::string>{"A:resolved:none"});
+        CHECK(alerts.empty());
         CHECK(quarantine_events(rows, "all") ==
-              std::vector<std::string>{"fixture_assess_throws@4", "fixture_nan_score@5"});
+              std::vector<std::string>{"fixture_assess_throws@3", "fixture_nan_score@4"});
         // Not scoped by region: the north endpoint gets them too.
         CHECK(quarantine_events(rows, "north") ==
-              std::vector<std::string>{"fixture_assess_throws@3", "fixture_nan_score@4"});
-        CHECK(p.last_seq("all") == 5);
-        auto committed = p.store().outbox_after("all", 3, 10);
+              std::vector<std::string>{"fixture_assess_throws@2", "fixture_nan_score@3"});
+        CHECK(p.last_seq("all") == 4);
+        auto committed = p.store().outbox_after("all", 2, 10);
         REQUIRE(committed.size() == 2);
         CHECK(committed[0].topic == "ops/plugin/");
         auto payload = nlohmann::json::parse(committed[0].payload);
@@ -194,9 +195,11 @@ TEST_CASE("a plugin that keeps failing is quarantined while the healthy one goes
         CHECK(p.plugins().quarantined.size() == 2);
         CHECK(p.quarantine().entries().size() == 2);
 
-        // Later evaluations run without them and publish no further ops event.
+        // Later evaluations run without them and publish no further ops event; with only
+        // fresh data left, A's alert now resolves.
         rows = p.evaluate(t0 + std::chrono::days(3), true);
         CHECK(quarantine_events(rows, "all").empty());
+        CHECK(events_of(rows, "all") == std::vector<std::string>{"A:resolved:none"});
         CHECK(p.last_evaluation().failed_assessments == 0);
     }
     {
