@@ -4,6 +4,7 @@
 #include "config.hpp"
 #include "plugin_checks.hpp"
 #include "plugin_host.hpp"
+#include "quarantine.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -48,7 +49,15 @@ int main(int argc, char** argv) {
     if (check_config) {
         // The plugins validate their own [plugins.<name>] tables, so they are loaded too.
         try {
-            auto plugins = ews::load_plugins(config.plugin_dir, config.plugin_params);
+            // Files the daemon has quarantined are not loaded here either: one that crashed
+            // the daemon would crash this check too.
+            const ews::Quarantine quarantine(config.state_dir);
+            auto plugins = ews::load_plugins(config.plugin_dir, config.plugin_params,
+                                             [&](const std::filesystem::path& file) {
+                                                 return quarantine.reason_for(file);
+                                             });
+            for (const auto& q : plugins.quarantined)
+                std::cerr << q.file.string() << ": quarantined, not loaded: " << q.reason << "\n";
             for (const auto& r : plugins.refused) std::cerr << ews::refusal_text(config, r) << "\n";
             if (!plugins.refused.empty()) return 1;
             std::cout << config_file << ": configuration is valid; plugins loaded:";

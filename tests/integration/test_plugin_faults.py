@@ -255,6 +255,10 @@ def plugin_crashing_while_loading_is_quarantined():
               "the next run names the file it quarantined")
         loaded = [line for line in out.splitlines() if "plugin loaded" in line]
         check(len(loaded) == 3, "the three shipped plugins still load (%d)" % len(loaded))
+        r = subprocess.run([EWSD, "--config", ws.config, "--check-config"], capture_output=True,
+                           text=True, timeout=60)
+        check(r.returncode == 0 and "quarantined, not loaded" in r.stderr,
+              "--check-config skips the quarantined file instead of crashing on it (%d)" % r.returncode)
     finally:
         ws.cleanup()
         shutil.rmtree(plugins, ignore_errors=True)
