@@ -8,6 +8,8 @@
 
 #include <ews/sdk/indicator.hpp>
 
+#include "../plugin_support.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -264,37 +266,6 @@ private:
         const std::int64_t since_monday = static_cast<std::int64_t>(day) - 4;
         const std::int64_t q = since_monday / length;
         return since_monday % length < 0 ? q - 1 : q;
-    }
-
-
-    static std::chrono::seconds days(std::int64_t n) { return std::chrono::seconds{n * 86400}; }
-
-    static double days_between(sdk::TimePoint later, sdk::TimePoint earlier) {
-        return std::chrono::duration<double, std::ratio<86400>>(later - earlier).count();
-    }
-
-    static double clamp01(double v) { return std::isfinite(v) ? std::clamp(v, 0.0, 1.0) : 0.0; }
-
-    // The points at or before `now` (the view is already cut; this keeps assess() honest
-    // when called with an earlier `now`).
-    static std::span<const sdk::Point> visible(std::span<const sdk::Point> s, sdk::TimePoint now) {
-        auto end = std::upper_bound(s.begin(), s.end(), now,
-                                    [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
-        return s.first(static_cast<std::size_t>(end - s.begin()));
-    }
-
-    static std::string fixed(double v, int decimals) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-        return buf;
-    }
-
-    static std::string date_of(sdk::TimePoint t) {
-        const std::chrono::year_month_day ymd{std::chrono::floor<std::chrono::days>(t)};
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
-                      static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
-        return buf;
     }
 
     Settings settings_;

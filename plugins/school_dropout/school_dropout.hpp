@@ -7,6 +7,8 @@
 
 #include <ews/sdk/indicator.hpp>
 
+#include "../plugin_support.hpp"
+
 #include <boost/math/distributions/binomial.hpp>
 
 #include <algorithm>
@@ -198,22 +200,9 @@ private:
         };
     }
 
-
-    static std::chrono::seconds days(std::int64_t n) { return std::chrono::seconds{n * 86400}; }
-
-    static double clamp01(double v) { return std::isfinite(v) ? std::clamp(v, 0.0, 1.0) : 0.0; }
-
     // (x + k*prior) / (n + k): the empirical-Bayes posterior mean of a rate.
     static double shrink(double x, double n, double prior, double k) {
         return n + k > 0 ? (x + k * prior) / (n + k) : prior;
-    }
-
-    // The points at or before `now` (the view is already cut; this keeps assess() honest
-    // when called with an earlier `now`).
-    static std::span<const sdk::Point> visible(std::span<const sdk::Point> s, sdk::TimePoint now) {
-        auto end = std::upper_bound(s.begin(), s.end(), now,
-                                    [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
-        return s.first(static_cast<std::size_t>(end - s.begin()));
     }
 
     // Sum of the values at exactly time t: several sources reporting one period are parts of
@@ -257,23 +246,9 @@ private:
         return p;
     }
 
-    static std::string fixed(double v, int decimals) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-        return buf;
-    }
-
     static std::string percent(double rate) {
         const double pct = rate * 100;
         return fixed(pct, std::abs(pct) >= 10 ? 0 : std::abs(pct) >= 1 ? 1 : 2) + "%";
-    }
-
-    static std::string date_of(sdk::TimePoint t) {
-        const std::chrono::year_month_day ymd{std::chrono::floor<std::chrono::days>(t)};
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
-                      static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
-        return buf;
     }
 
     Settings settings_;
