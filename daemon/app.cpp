@@ -1,5 +1,6 @@
 #include "app.hpp"
 
+#include "control.hpp"
 #include "ingest_endpoint.hpp"
 #include "pipeline.hpp"
 #include "plugin_checks.hpp"
@@ -135,6 +136,8 @@ public:
         if (!config.query_bind.empty()) query_.emplace(context_, config.query_bind);
         if (!config.ingest_bind.empty())
             ingest_endpoint_.emplace(context_, config.ingest_bind, config.endpoint_policy);
+        // A single pass answers no request, so only a running daemon offers the socket.
+        if (!options.once) control_.emplace(context_, config.state_dir);
         spdlog::info("ewsd {} started: {} localities, {} observations, {} plugins, state {}",
                      EWS_VERSION, pipeline_.engine().locality_count(),
                      pipeline_.engine().observation_count(), pipeline_.plugins().loaded.size(),
@@ -194,12 +197,62 @@ private:
                 });
             if (!handled) break;
         }
-        if (pipeline_.engine().dirty_count() > 0) evaluate(false);
+        evaluate_changed();
+    }
+
+    // The time of the next evaluation. On the wall clock it is strictly after the previous one:
+    // the alert lifecycle skips an evaluation at or before the last (alerting.hpp, advance()
+    // step 0), so a second evaluation within one second (a reload right after the timer, the
+    // wall clock set back) would otherwise lose its changes.
+    TimePoint evaluation_time() {
+        TimePoint t = now();
+        if (!options_.at) {
+            if (last_evaluation_ && t <= *last_evaluation_)
+                t = *last_evaluation_ + std::chrono::seconds(1);
+            last_evaluation_ = t;
+        }
+        return t;
+    }
+
+    // Whether the loop's next evaluation waits for the wall clock, so that the evaluation clock
+    // (and the "at" of every event) runs at most a second ahead of it. Evaluations of changed
+    // data go ahead within the second of the last evaluation (stamped a second later, see
+    // evaluation_time(), so that new data is not kept waiting) and wait only while the last one
+    // is already ahead: a stream of ingests would otherwise carry the clock ever further. The
+    // timer's full evaluations wait until the wall clock has passed the last one, which brings
+    // the evaluation clock back onto it. A wall clock set back by more than a second is not
+    // waited for.
+    bool must_wait(bool full) const {
+        if (options_.at || !last_evaluation_) return false;
+        const TimePoint wall = wall_now();
+        if (*last_evaluation_ - wall > std::chrono::seconds(1)) return false;
+        return full ? wall <= *last_evaluation_ : wall < *last_evaluation_;
+    }
+
+    // Returns: when must_wait(full) turns false.
+    Clock::time_point wait_until(bool full) const {
+        if (!last_evaluation_) return Clock::now();
+        const TimePoint target = *last_evaluation_ + std::chrono::seconds(full ? 1 : 0);
+        const auto wait = target - std::chrono::system_clock::now();
+        return Clock::now() +
+               std::chrono::duration_cast<Clock::duration>(std::max(wait, decltype(wait)::zero()));
+    }
+
+    // Evaluates the localities whose data changed, or marks them to be evaluated when the wall
+    // clock has caught up (see must_wait(); the loop wakes for it).
+    void evaluate_changed() {
+        changed_waiting_ = false;
+        if (pipeline_.engine().dirty_count() == 0) return;  // e.g. a full evaluation took them
+        if (must_wait(false)) {
+            changed_waiting_ = true;
+            return;
+        }
+        evaluate(false);
     }
 
     void evaluate(bool full) {
         try {
-            auto rows = pipeline_.evaluate(now(), full);
+            auto rows = pipeline_.evaluate(evaluation_time(), full);
             for (const auto& row : rows) publisher_.send(row);
             const auto& st = pipeline_.last_evaluation();
             spdlog::log(rows.empty() && !full ? spdlog::level::debug : spdlog::level::info,
@@ -340,7 +393,11 @@ private:
         items.push_back({nullptr, signals_.fd(), ZMQ_POLLIN, 0});
         items.push_back({nullptr, spool_.watch_fd(), ZMQ_POLLIN, 0});
         constexpr std::size_t absent = SIZE_MAX;
-        std::size_t query_item = absent, ingest_item = absent;
+        std::size_t query_item = absent, ingest_item = absent, control_item = absent;
+        if (control_) {
+            control_item = items.size();
+            items.push_back({control_->socket().handle(), 0, ZMQ_POLLIN, 0});
+        }
         if (query_) {
             query_item = items.size();
             items.push_back({query_->socket().handle(), 0, ZMQ_POLLIN, 0});
@@ -371,16 +428,22 @@ private:
                 next_retention = now_c + std::chrono::hours(24);
             }
             if (now_c >= next_eval) {
-                evaluate(true);
-                notify("STATUS=" + status_line());
-                next_eval = Clock::now() + cfg().evaluate_every;
+                if (must_wait(true)) {
+                    next_eval = wait_until(true);
+                } else {
+                    evaluate(true);
+                    notify("STATUS=" + status_line());
+                    next_eval = Clock::now() + cfg().evaluate_every;
+                }
             }
             if (polling_spool && now_c >= next_scan) {
                 ingest_spool();
-                if (pipeline_.engine().dirty_count() > 0) evaluate(false);
+                evaluate_changed();
                 next_scan = now_c + std::chrono::seconds(1);
             }
+            if (changed_waiting_) evaluate_changed();  // waits again until the wall clock caught up
             auto wake = std::min({next_hb, next_eval, next_retention, polling_spool ? next_scan : next_eval});
+            if (changed_waiting_) wake = std::min(wake, wait_until(false));
             if (watchdog_usec) wake = std::min(wake, next_watchdog);
             auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
             if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
@@ -400,12 +463,18 @@ private:
             if (items[1].revents & ZMQ_POLLIN) {
                 spool_.drain_events();
                 ingest_spool();
-                if (pipeline_.engine().dirty_count() > 0) evaluate(false);
+                evaluate_changed();
             }
             if (query_item != absent && (items[query_item].revents & ZMQ_POLLIN))
                 query_->handle(pipeline_.store(), query_outbox, [this] { return status_json(); });
             if (ingest_item != absent && (items[ingest_item].revents & ZMQ_POLLIN))
                 ingest_pushed();
+            // Silences and acknowledgements take effect from the next evaluation on; an
+            // expired silence marks what it covered dirty, so what it held goes out now.
+            if (control_item != absent && (items[control_item].revents & ZMQ_POLLIN)) {
+                control_->handle(pipeline_, wall_now(), [this] { return status_json(); });
+                evaluate_changed();
+            }
         }
     }
 
@@ -421,6 +490,9 @@ private:
     Publisher publisher_;
     std::optional<QueryServer> query_;
     std::optional<IngestEndpoint> ingest_endpoint_;
+    std::optional<ControlServer> control_;
+    std::optional<TimePoint> last_evaluation_;  // on the wall clock only (evaluation_time())
+    bool changed_waiting_ = false;              // changes wait for the wall clock (evaluate_changed())
     struct ReloadResult {
         TimePoint at{};
         bool ok = true;

@@ -384,12 +384,38 @@ void Loader::load_query(const toml::table& root, Config& c) const {
     }
 }
 
+// Returns: `x` as a person would write it ("45", "12.5").
+std::string plain_number(double x) {
+    std::ostringstream out;
+    out << x;
+    return out.str();
+}
+
 void Loader::load_scoring(const toml::table& root, Config& c) const {
     const toml::table* t = table_at(root, "", "scoring");
     if (!t) return;
-    check_keys(*t, "scoring", {"raise_after", "clear_after", "weights", "levels"}, false);
+    check_keys(*t, "scoring",
+               {"raise_after", "clear_after", "repeat_every_s", "flapping", "weights", "levels"},
+               false);
     if (auto v = get_int(*t, "scoring", "raise_after", 1, 100)) c.raise_after = int(*v);
     if (auto v = get_int(*t, "scoring", "clear_after", 1, 100)) c.clear_after = int(*v);
+    if (auto v = get_int(*t, "scoring", "repeat_every_s", 0, 366LL * 86400))
+        c.repeat_every = std::chrono::seconds(*v);
+    if (const toml::table* f = table_at(*t, "scoring", "flapping")) {
+        check_keys(*f, "scoring.flapping", {"window", "high", "low"}, false);
+        if (auto v = get_int(*f, "scoring.flapping", "window", 3, 32)) c.flap_window = int(*v);
+        auto percent = [](double x) { return x >= 0 && x <= 100; };
+        if (auto v = get_number(*f, "scoring.flapping", "high", "a percentage in 0..100", percent))
+            c.flap_high = *v;
+        if (auto v = get_number(*f, "scoring.flapping", "low", "a percentage in 0..100", percent))
+            c.flap_low = *v;
+        if (c.flap_high > 0 && c.flap_low >= c.flap_high) {
+            const toml::node* at = f->get("low") ? f->get("low") : f->get("high");
+            fail(at ? at->source() : f->source(), f->get("low") ? "scoring.flapping.low" : "scoring.flapping.high",
+                 "low (" + plain_number(c.flap_low) + ") must be below high (" +
+                     plain_number(c.flap_high) + ")");
+        }
+    }
 
     if (const toml::table* w = table_at(*t, "scoring", "weights")) {
         for (auto&& [k, v] : *w) {
@@ -420,11 +446,7 @@ void Loader::load_scoring(const toml::table& root, Config& c) const {
             clear_at[i] = l->get("clear")->source();
         }
     }
-    auto num = [](double x) {
-        std::ostringstream out;
-        out << x;
-        return out.str();
-    };
+    auto num = plain_number;
     for (std::size_t i = 0; i < 3; ++i) {
         const std::string prefix = "scoring.levels." + std::string(names[i]);
         const auto& l = c.levels[i];
@@ -518,9 +540,29 @@ void Loader::load_plugins(const toml::table& root, Config& c) const {
 void Loader::load_actions(const toml::table& root, Config& c) const {
     const toml::table* t = table_at(root, "", "actions");
     if (!t) return;
-    check_keys(*t, "actions", {"watch", "warning", "critical"}, false);
-    for (auto&& [k, v] : *t)
-        c.actions[*parse_level(k.str())] = get_string_list(v, "actions." + std::string(k.str()));
+    for (auto&& [k, v] : *t) {
+        const std::string key = "actions." + std::string(k.str());
+        if (v.is_table()) {
+            // [actions.<indicator>]: playbooks for alerts that indicator drives.
+            const toml::table& per = *v.as_table();
+            check_keys(per, key, {"watch", "warning", "critical"}, false);
+            auto& into = c.indicator_actions[std::string(k.str())];
+            for (auto&& [lk, lv] : per)
+                into[*parse_level(lk.str())] = get_string_list(lv, key + "." + std::string(lk.str()));
+            continue;
+        }
+        if (k.str() == "resolved") {
+            c.resolved_actions = get_string_list(v, key);
+        } else if (k.str() == "data_gap") {
+            c.data_gap_actions = get_string_list(v, key);
+        } else if (auto level = parse_level(k.str()); level && *level != Level::none) {
+            c.actions[*level] = get_string_list(v, key);
+        } else {
+            fail(k.source().begin.line ? k.source() : v.source(), key,
+                 "unknown key (expected one of: watch, warning, critical, resolved, data_gap, "
+                 "or a table [actions.<indicator>])");
+        }
+    }
 }
 
 }  // namespace

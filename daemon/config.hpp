@@ -77,6 +77,14 @@ struct Config {
     std::array<LevelThresholds, 3> levels{{{40, 30}, {60, 50}, {80, 70}}};  // watch, warning, critical
     int raise_after = 2;
     int clear_after = 3;
+    // An open alert is notified again (event "reminder") this long after its last
+    // notification; 0 = never. Key repeat_every_s.
+    std::chrono::seconds repeat_every{7 * 86400};
+    // [scoring.flapping]: window (3..32 samples), high and low (percent, low < high);
+    // high = 0 turns flap detection off.
+    int flap_window = 21;
+    double flap_high = 30;
+    double flap_low = 15;
 
     // [privacy]
     int min_cell = 5;
@@ -90,8 +98,13 @@ struct Config {
     // "FILE:LINE:COLUMN" of each plugin parameter, keyed "<plugin>.<key>", for error messages
     std::map<std::string, std::string> plugin_param_where;
 
-    // [actions]: watch/warning/critical = ["playbook step", ...]
+    // [actions]: watch/warning/critical = ["playbook step", ...]; resolved and data_gap for
+    // those events; [actions.<indicator>] the same level keys, attached first when that
+    // indicator contributes most to the score.
     std::map<Level, std::vector<std::string>> actions;
+    std::vector<std::string> resolved_actions;
+    std::vector<std::string> data_gap_actions;
+    std::map<std::string, std::map<Level, std::vector<std::string>>> indicator_actions;
 
     const LevelThresholds& thresholds(Level l) const { return levels.at(int(l) - 1); }
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
@@ -12,7 +13,8 @@
 // Layout, chosen for evaluation speed and memory close to the raw observation bytes:
 // - kinds are interned to small integer ids; each locality holds a short list of
 //   (kind id, points) pairs, and a locality rarely has more than a handful of kinds, so a
-//   linear scan of that list beats any map;
+//   linear scan of that list beats any map; the list is kept in kind name order, so
+//   LocalityView::kinds() needs no sort;
 // - sources are interned in a node-stable set, so sdk::Point::source is a string_view that
 //   stays valid for the engine's lifetime and costs no allocation per point;
 // - every series is a contiguous vector sorted by (time, source), so a view cut at `now` is
@@ -31,6 +33,29 @@ struct StringHash {
     }
 };
 
+// Kinds are few, and a kind name is hashed every time a plugin opens a series (tens of times
+// per locality), so this hash reads the length and at most the first and last 8 bytes,
+// which tell kind names apart ("incident.abduction", "incident.armed_violence") at a
+// fraction of the cost of hashing every byte. Names agreeing there only share a bucket: the
+// map still compares whole keys.
+struct KindHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+        std::uint64_t head = 0, tail = 0;
+        if (s.size() >= 8) {
+            std::memcpy(&head, s.data(), 8);
+            std::memcpy(&tail, s.data() + s.size() - 8, 8);
+        } else if (!s.empty()) {  // an empty view's data() may be null
+            std::memcpy(&head, s.data(), s.size());
+        }
+        std::uint64_t h = (head ^ (tail * 0x9e3779b97f4a7c15ULL)) + s.size();
+        h ^= h >> 29;
+        h *= 0xbf58476d1ce4e5b9ULL;
+        h ^= h >> 32;
+        return static_cast<std::size_t>(h);
+    }
+};
+
 using KindId = std::uint32_t;
 
 struct Series {
@@ -43,7 +68,7 @@ struct LocalityData {
     sdk::LocalityInfo info;              // views into `meta`; set once `meta` has its final place
     std::vector<std::uint32_t> neighbours;  // indices of known neighbours, no self, no repeats
     std::vector<std::uint32_t> dependents;  // localities that list this one as a neighbour
-    std::vector<Series> series;
+    std::vector<Series> series;             // in kind name order (kinds() relies on it)
     bool touched = false;  // scratch mark of Engine::apply, false between calls
 };
 
@@ -71,7 +96,7 @@ struct Windows {
     std::vector<LocalityData> localities;
     std::unordered_map<std::string_view, std::uint32_t> by_id;  // views into localities[i].meta.id
 
-    std::unordered_map<std::string, KindId, StringHash, std::equal_to<>> kind_ids;
+    std::unordered_map<std::string, KindId, KindHash, std::equal_to<>> kind_ids;
     std::vector<const std::string*> kind_names;  // by id; keys of kind_ids (node-stable)
     std::unordered_set<std::string, StringHash, std::equal_to<>> sources;
 
@@ -176,13 +201,15 @@ public:
     }
 
     std::vector<std::string_view> kinds(std::string_view prefix) const override {
+        // A locality's series are in kind name order, so `out` is sorted as it is built.
+        const auto& series = impl_.localities[index_].series;
         std::vector<std::string_view> out;
-        for (const auto& s : impl_.localities[index_].series) {
+        out.reserve(series.size());
+        for (const auto& s : series) {
             const std::string& name = *impl_.kind_names[s.kind];
             if (name.starts_with(prefix) && !s.points.empty() && s.points.front().time <= now_)
                 out.push_back(name);
         }
-        std::sort(out.begin(), out.end());
         return out;
     }
 
@@ -318,8 +345,11 @@ void Engine::apply(const std::vector<Observation>& rows) {
         auto s = std::find_if(d.series.begin(), d.series.end(),
                               [kind](const Series& x) { return x.kind == kind; });
         if (s == d.series.end()) {
-            d.series.push_back(Series{kind, {}});
-            s = std::prev(d.series.end());
+            const std::string& name = *impl.kind_names[kind];
+            s = std::find_if(d.series.begin(), d.series.end(), [&](const Series& x) {
+                return name < *impl.kind_names[x.kind];
+            });
+            s = d.series.insert(s, Series{kind, {}});
         }
         if (impl.upsert(s->points, sdk::Point{row.time, row.value, row.weight, source}))
             ++impl.points;
@@ -341,6 +371,10 @@ const std::vector<PluginCallStats>& Engine::last_call_stats() const { return imp
 std::size_t Engine::dirty_count() const { return impl_->dirty_list.size(); }
 
 void Engine::mark_all_dirty() { impl_->mark_all_dirty(); }
+
+void Engine::mark_dirty(std::size_t index) {
+    if (index < impl_->localities.size()) impl_->mark_dirty(static_cast<std::uint32_t>(index));
+}
 
 std::vector<LocalityResult> Engine::evaluate(const std::vector<LoadedPlugin>& plugins,
                                              TimePoint now, bool only_dirty,

@@ -63,6 +63,8 @@ public:
     std::size_t observation_count() const;
     std::size_t dirty_count() const;
     void mark_all_dirty();
+    // Marks locality `index` dirty (its state must be looked at again, e.g. a silence ended).
+    void mark_dirty(std::size_t index);
 
     // Assesses localities (all, or only dirty ones) with each plugin at `now`, through
     // guarded_assess with options.budget. Plugin-major: every selected locality is assessed

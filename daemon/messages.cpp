@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -100,6 +101,14 @@ std::string alert_payload(const AlertMessage& message) {
     Json actions = Json::array();
     if (message.actions != nullptr)
         for (const auto& a : *message.actions) actions.push_back(a);
+    Json dominant = nullptr;
+    if (message.composite != nullptr && message.composite->dominant >= 0 &&
+        std::size_t(message.composite->dominant) < message.composite->contributions.size())
+        dominant = message.composite->contributions[std::size_t(message.composite->dominant)].indicator;
+    const AlertState* state = message.state;
+    Json acknowledged = nullptr;
+    if (state != nullptr && state->acked_at && !event.gap && state->acked_id == event.alert_id)
+        acknowledged = Json{{"by", state->acked_by}, {"at", format_time(*state->acked_at)}};
 
     Json j{{"schema", "ews.alert/1"},
            {"seq", message.seq},
@@ -111,10 +120,26 @@ std::string alert_payload(const AlertMessage& message) {
            {"score", bounded(score, 1, 0.0, 100.0)},
            {"confidence", bounded(confidence, 3, 0.0, 1.0)},
            {"at", format_time(event.at)},
-           {"opened_at", format_time(event.opened_at)},
+           {"opened_at", time_or_null(event.opened_at)},
            {"contributions", std::move(contributions)},
            {"data_gaps", std::move(data_gaps)},
-           {"actions", std::move(actions)}};
+           {"actions", std::move(actions)},
+           {"dominant", std::move(dominant)},
+           {"flapping", state != nullptr && state->flapping},
+           {"acknowledged", std::move(acknowledged)}};
+    if (event.gap) {
+        const DataGap& g = *event.gap;
+        Json age = nullptr;
+        if (g.newest && event.at >= *g.newest)
+            age = std::chrono::duration_cast<std::chrono::seconds>(event.at - *g.newest).count();
+        j["gap"] = Json{{"indicator", g.indicator},
+                        {"status", std::string(to_string(g.status))},
+                        {"since", format_time(g.since)},
+                        {"newest", time_or_null(g.newest)},
+                        {"age_s", std::move(age)}};
+        j["alert_id"] = state != nullptr && !state->notified_id.empty() ? Json(state->notified_id)
+                                                                       : Json(nullptr);
+    }
     return dump(j);
 }
 

@@ -16,11 +16,13 @@ namespace ews {
 std::string alert_topic(const Locality& locality);
 
 struct AlertMessage {
-    std::uint64_t seq = 0;
+    std::uint64_t seq = 0;  // 0 for an event held rather than published
     const AlertEvent* event = nullptr;
     const Locality* locality = nullptr;
     const Composite* composite = nullptr;
     const std::vector<std::string>* actions = nullptr;
+    // The locality's state after the evaluation (flapping, acknowledgement); may be null.
+    const AlertState* state = nullptr;
     int min_cell = 5;
 };
 

@@ -8,6 +8,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
 
 namespace ews {
 
@@ -21,7 +25,52 @@ bool in_scope(const std::string& region, const std::string& scope) {
 
 namespace {
 AlertingParams alerting_params(const Config& c) {
-    return AlertingParams{c.levels, c.raise_after, c.clear_after};
+    AlertingParams p;
+    p.levels = c.levels;
+    p.raise_after = c.raise_after;
+    p.clear_after = c.clear_after;
+    p.repeat_every = c.repeat_every;
+    p.flap_window = c.flap_window;
+    p.flap_high = c.flap_high;
+    p.flap_low = c.flap_low;
+    return p;
+}
+
+bool about_alert(const std::string& type) {
+    return type == event::raised || type == event::escalated || type == event::deescalated ||
+           type == event::resolved || type == event::reminder ||
+           type == event::flapping_started || type == event::flapping_stopped;
+}
+
+// The playbook attached to an event: for an open alert, the steps configured for the
+// indicator that drives its score at this level, then the level's own steps.
+std::vector<std::string> playbook(const Config& config, const AlertEvent& e, const Composite& c) {
+    if (e.type == event::data_gap) return config.data_gap_actions;
+    if (e.type == event::data_restored) return {};
+    if (e.type == event::resolved) return config.resolved_actions;
+    std::vector<std::string> out;
+    if (e.level == Level::none) return out;
+    if (c.dominant >= 0 && std::size_t(c.dominant) < c.contributions.size()) {
+        auto per = config.indicator_actions.find(c.contributions[std::size_t(c.dominant)].indicator);
+        if (per != config.indicator_actions.end()) {
+            auto steps = per->second.find(e.level);
+            if (steps != per->second.end()) out = steps->second;
+        }
+    }
+    auto steps = config.actions.find(e.level);
+    if (steps != config.actions.end()) out.insert(out.end(), steps->second.begin(), steps->second.end());
+    return out;
+}
+
+// Returns: the first silence in force (lowest id) that covers `locality`.
+std::optional<ActiveSilence> covering(const std::vector<Silence>& silences, const Locality& locality,
+                                      TimePoint now) {
+    for (const auto& s : silences) {
+        if (!s.active(now)) continue;
+        if (!s.locality.empty() ? s.locality == locality.id : in_scope(locality.region, s.region))
+            return ActiveSilence{s.id};
+    }
+    return std::nullopt;
 }
 
 // Returns: the ews.ops/1 JSON text of a plugin_quarantined event.
@@ -175,11 +224,18 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
     const auto failing = review_plugin_faults(engine_.last_call_stats());
 
     const AlertingParams params = alerting_params(config_);
+    std::vector<Silence> silences = store_->silences(now, false);
+    std::sort(silences.begin(), silences.end(),
+              [](const Silence& a, const Silence& b) { return a.id < b.id; });
     std::vector<AlertState> changed;
     std::vector<OutboxRow> rows;
+    std::vector<HeldRow> held;
     std::map<std::string, std::uint64_t> seqs = seqs_;
     std::map<std::string, AlertState> before;  // states to restore if the commit fails
-    static const std::vector<std::string> no_actions;
+    const std::vector<PublishEndpoint> endpoints =
+        config_.publish.empty() ? std::vector<PublishEndpoint>{{default_outbox, "", ""}}
+                                : config_.publish;
+    std::size_t repeated = 0;
 
     for (const auto& r : results) {
         const Locality& loc = engine_.locality(r.locality);
@@ -188,38 +244,62 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
         if (inserted) it->second.locality = loc.id;
         AlertState& state = it->second;
         const AlertState old = state;
-        // Data that has stopped (stale) or a failing plugin must not let an alert fall: only
-        // fresh data may lower a level. (no_data, an indicator with nothing in its look-back
-        // at all, does not hold it: a locality never covered by a source could never clear.)
-        const bool may_lower = std::none_of(
-            r.assessments.begin(), r.assessments.end(), [](const sdk::Assessment& a) {
-                return a.status == sdk::Status::stale || a.status == sdk::Status::error;
-            });
-        auto event = step(state, composite.score, composite.floor, now, params, may_lower);
-        // The score alone changing is not worth a write; level and pending counters are.
+
+        Reading reading;
+        // No indicator with evidence: the score is unknown, not zero.
+        reading.score = composite.evidence ? composite.score : std::nan("");
+        reading.floor = composite.floor;
+        reading.indicators.reserve(names.size());
+        for (std::size_t i = 0; i < names.size() && i < r.assessments.size(); ++i)
+            reading.indicators.push_back({names[i], r.assessments[i].status, r.assessments[i].newest});
+        const auto result = advance(state, reading, now, params, covering(silences, loc, now));
+        if (!result.advanced) {
+            ++repeated;
+            continue;
+        }
+        if (!composite.evidence) composite.score = state.score;  // the last score with evidence
+        // The score or the evaluation time alone changing is not worth a write.
         AlertState unchanged = old;
         unchanged.score = state.score;
-        if (state == unchanged) continue;
+        unchanged.evaluated_at = state.evaluated_at;
+        if (state == unchanged && result.published.empty() && result.held.empty()) continue;
         before.try_emplace(loc.id, old);
         changed.push_back(state);
-        if (!event) continue;
-        auto acts = config_.actions.find(event->level);
-        const auto& actions = acts == config_.actions.end() ? no_actions : acts->second;
-        for (const auto& ep : config_.publish.empty()
-                                  ? std::vector<PublishEndpoint>{{default_outbox, "", ""}}
-                                  : config_.publish) {
-            if (!in_scope(loc.region, ep.scope)) continue;
-            OutboxRow row;
-            row.endpoint = ep.name;
-            row.seq = ++seqs[ep.name];
-            row.topic = alert_topic(loc);
-            row.alert_id = event->alert_id;
-            row.locality = loc.id;
-            row.payload = alert_payload(AlertMessage{row.seq, &*event, &loc, &composite, &actions,
-                                                     config_.min_cell});
-            rows.push_back(std::move(row));
+
+        for (const auto& e : result.published) {
+            const std::vector<std::string> actions = playbook(config_, e, composite);
+            for (const auto& ep : endpoints) {
+                if (!in_scope(loc.region, ep.scope)) continue;
+                OutboxRow row;
+                row.endpoint = ep.name;
+                row.seq = ++seqs[ep.name];
+                row.topic = alert_topic(loc);
+                // Only rows about an alert serve the snapshot of open alerts.
+                row.alert_id = about_alert(e.type) ? e.alert_id : std::string();
+                row.locality = loc.id;
+                row.payload = alert_payload(AlertMessage{row.seq, &e, &loc, &composite, &actions,
+                                                         &state, config_.min_cell});
+                rows.push_back(std::move(row));
+            }
+        }
+        for (const auto& e : result.held) {
+            const std::vector<std::string> actions = playbook(config_, e, composite);
+            HeldRow h;
+            h.at = now;
+            h.locality = loc.id;
+            h.alert_id = e.alert_id;
+            h.event = e.type;
+            h.reason = e.held;
+            if (e.held.starts_with("silence ")) h.silence_id = std::atoll(e.held.c_str() + 8);
+            h.payload = alert_payload(
+                AlertMessage{0, &e, &loc, &composite, &actions, &state, config_.min_cell});
+            held.push_back(std::move(h));
         }
     }
+    if (repeated > 0)
+        spdlog::info("evaluation at {}: {} localities were already evaluated at or after that "
+                     "time; their state is unchanged",
+                     format_time(now), repeated);
 
     // Operational events concern no locality: every endpoint gets them, whatever its scope.
     std::vector<QuarantineNotice> notices = notices_;
@@ -239,7 +319,8 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
     }
 
     try {
-        if (!changed.empty() || !rows.empty()) store_->commit_evaluation(changed, rows);
+        if (!changed.empty() || !rows.empty() || !held.empty())
+            store_->commit_evaluation(changed, rows, held);
     } catch (...) {
         // The failing plugins' streaks stay reached, so the next evaluation quarantines them.
         for (auto& [id, s] : before) states_[id] = s;
@@ -339,6 +420,102 @@ void Pipeline::quarantine_failing(const std::vector<Failing>& failing) {
         failing_streak_.erase(p.name());
         plugins_.loaded.erase(plugins_.loaded.begin() + static_cast<std::ptrdiff_t>(f->index));
     }
+}
+
+namespace {
+
+// A region path: codes of [A-Za-z0-9_.-] separated by single '/', none empty.
+bool valid_region(std::string_view region) {
+    if (region.empty() || region.size() > 512) return false;
+    bool segment_empty = true;
+    for (char c : region) {
+        if (c == '/') {
+            if (segment_empty) return false;
+            segment_empty = true;
+        } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-') {
+            segment_empty = false;
+        } else {
+            return false;
+        }
+    }
+    return !segment_empty;
+}
+
+}  // namespace
+
+void validate_silence(const Silence& silence, TimePoint now,
+                      const std::function<bool(std::string_view)>& known_locality) {
+    constexpr std::size_t max_text = 1000;
+    if (silence.locality.empty() == silence.region.empty())
+        throw std::invalid_argument("locality, region: give exactly one of them");
+    if (!silence.locality.empty() && !known_locality(silence.locality))
+        throw std::invalid_argument("locality: unknown locality '" + silence.locality + "'");
+    if (!silence.region.empty() && !valid_region(silence.region))
+        throw std::invalid_argument("region: not a region path (codes of [A-Za-z0-9_.-] "
+                                    "separated by single '/', e.g. KE/KE-03): '" +
+                                    silence.region + "'");
+    if (silence.until <= now)
+        throw std::invalid_argument("until: " + format_time(silence.until) +
+                                    " is not after the current time " + format_time(now));
+    if (silence.reason.empty() || silence.reason.size() > max_text)
+        throw std::invalid_argument("reason: give a reason of 1.." + std::to_string(max_text) +
+                                    " characters");
+    if (silence.by.empty() || silence.by.size() > 200)
+        throw std::invalid_argument("by: give who sets the silence (1..200 characters)");
+}
+
+void validate_acknowledgement(const std::string& by, const std::string& note) {
+    if (by.empty() || by.size() > 200)
+        throw std::invalid_argument("by: give who acknowledges (1..200 characters)");
+    if (note.size() > 2000) throw std::invalid_argument("note: at most 2000 characters");
+}
+
+std::int64_t Pipeline::add_silence(Silence silence, TimePoint now) {
+    validate_silence(silence, now, [this](std::string_view id) { return engine_.find(id).has_value(); });
+    silence.created = now;
+    silence.expired.reset();
+    silence.expired_by.clear();
+    const std::int64_t id = store_->add_silence(silence);
+    spdlog::info("silence {} added by {}: {} until {}: {}", id, silence.by,
+                 silence.locality.empty() ? "region " + silence.region : "locality " + silence.locality,
+                 format_time(silence.until), silence.reason);
+    return id;
+}
+
+bool Pipeline::expire_silence(std::int64_t id, const std::string& by, TimePoint at) {
+    if (by.empty()) throw std::invalid_argument("by: give who expires the silence");
+    std::optional<Silence> ending;
+    for (auto& s : store_->silences(at, false))
+        if (s.id == id) ending = std::move(s);
+    const bool done = store_->expire_silence(id, by, at);
+    if (!done) return false;
+    spdlog::info("silence {} expired by {}", id, by);
+    // What it held is published at the next evaluation of each locality it covered: make
+    // that the incremental one that follows, not the next scheduled full evaluation.
+    if (ending)
+        for (std::size_t i = 0; i < engine_.locality_count(); ++i) {
+            const Locality& l = engine_.locality(i);
+            if (ending->locality.empty() ? in_scope(l.region, ending->region) : l.id == ending->locality)
+                engine_.mark_dirty(i);
+        }
+    return true;
+}
+
+Acknowledgement Pipeline::acknowledge(const std::string& alert_id, const std::string& by,
+                                      const std::string& note, TimePoint at) {
+    validate_acknowledgement(by, note);
+    for (auto& [locality, state] : states_) {
+        if (alert_id.empty() || (state.alert_id != alert_id && state.notified_id != alert_id))
+            continue;
+        AlertState updated = state;
+        if (!ews::acknowledge(updated, alert_id, by, at)) break;
+        Acknowledgement ack{alert_id, locality, by, note, at};
+        store_->commit_acknowledgement(updated, ack);
+        state = std::move(updated);
+        spdlog::info("alert {} acknowledged by {}", alert_id, by);
+        return ack;
+    }
+    throw std::invalid_argument("alert_id: no open alert '" + alert_id + "'");
 }
 
 }  // namespace ews

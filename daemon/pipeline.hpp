@@ -22,6 +22,7 @@
 #include "store.hpp"
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -79,6 +80,20 @@ public:
     // found failing are quarantined once that transaction has committed.
     std::vector<OutboxRow> evaluate(TimePoint now, bool full);
 
+    // Silences and acknowledgements, for the control socket (a running daemon) and ewsctl
+    // (no daemon). Each is stored and audited in one transaction; an active silence holds
+    // the events of the localities it covers from the next evaluation on.
+    // Throws: std::invalid_argument (bad request: no or both of locality/region, unknown
+    // locality, until not after `now`, empty reason or by), StoreError.
+    std::int64_t add_silence(Silence silence, TimePoint now);
+    // Marks the localities it covered dirty, so the next incremental evaluation publishes what
+    // it held. Returns: false when no silence `id` is in force.
+    bool expire_silence(std::int64_t id, const std::string& by, TimePoint at);
+    // Acknowledges the open alert `alert_id`: reminders stop until it escalates.
+    // Throws: std::invalid_argument (no open alert with that id; empty by), StoreError.
+    Acknowledgement acknowledge(const std::string& alert_id, const std::string& by,
+                                const std::string& note, TimePoint at);
+
     const Config& config() const { return config_; }
     const PluginSet& plugins() const { return plugins_; }
     Store& store() { return *store_; }
@@ -134,6 +149,15 @@ private:
 // Returns: true when `region` lies within `scope` ("" = everywhere; "KE/KE-03" covers
 // "KE/KE-03" and "KE/KE-03/KE-030", not "KE/KE-030").
 bool in_scope(const std::string& region, const std::string& scope);
+
+// Checks a silence before it is stored. Throws: std::invalid_argument naming the field:
+// neither or both of locality and region, a locality `known_locality` does not know, a
+// malformed region, until not after `now`, an empty or over-long reason or by.
+void validate_silence(const Silence& silence, TimePoint now,
+                      const std::function<bool(std::string_view)>& known_locality);
+
+// Checks an acknowledgement's author and note. Throws: std::invalid_argument naming the key.
+void validate_acknowledgement(const std::string& by, const std::string& note);
 
 // Name of the outbox that `ewsctl`/`--once` use when no [[publish]] endpoint is configured.
 inline constexpr const char* default_outbox = "default";

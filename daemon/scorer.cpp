@@ -36,6 +36,7 @@ Composite compose(const std::vector<std::string>& indicators,
     double weighted_score = 0;  // sum(w * c * s) over scored indicators
     double weighted_conf = 0;   // sum(w * c) over scored indicators
     double weight_total = 0;    // sum(w) over all indicators
+    double largest_share = 0;
     for (std::size_t i = 0; i < indicators.size(); ++i) {
         Contribution c;
         c.indicator = indicators[i];
@@ -52,11 +53,17 @@ Composite compose(const std::vector<std::string>& indicators,
         if (scored(a.status)) {
             const double conf = unit_or_zero(a.confidence);
             weighted_conf += weight * conf;
-            weighted_score += weight * conf * unit_or_zero(a.score);
+            const double share = weight * conf * unit_or_zero(a.score);
+            weighted_score += share;
+            if (share > largest_share) {
+                largest_share = share;
+                out.dominant = static_cast<int>(i);
+            }
         }
         out.contributions.push_back(std::move(c));
     }
     // Sums can still overflow with absurd weights; the result then falls back to 0.
+    out.evidence = weighted_conf > 0;
     if (weighted_conf > 0)
         out.score =
             std::clamp(finite_or_zero(100.0 * (weighted_score / weighted_conf)), 0.0, 100.0);

@@ -20,6 +20,10 @@ struct Composite {
     double score = 0;       // 0..100
     double confidence = 0;  // 0..1
     Level floor = Level::none;  // the highest floor any indicator asked for
+    bool evidence = false;      // some indicator was scored with confidence > 0
+    // Index into `contributions` of the indicator with the largest share w*c*s of the score;
+    // -1 when no indicator contributes anything.
+    int dominant = -1;
     std::vector<Contribution> contributions;  // in the order of `indicators`
 };
 

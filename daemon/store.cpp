@@ -1,6 +1,7 @@
 // store.cpp: every SQL statement of ewsd. See store.hpp for the contract.
 #include "store.hpp"
 
+#include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -89,6 +91,49 @@ UPDATE outbox SET at = coalesce(
     CAST(strftime('%s', 'now') AS INTEGER));
 CREATE INDEX outbox_by_time ON outbox(at);
 )sql",
+    // 2 -> 3: the alert lifecycle (flapping, data gaps, notified state, acknowledgement) as
+    // one JSON object per locality; silences, acknowledgements, and the events held by a
+    // silence or while flapping.
+    R"sql(
+ALTER TABLE alert_state ADD COLUMN lifecycle TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE silences(
+    id INTEGER PRIMARY KEY,
+    locality TEXT NOT NULL DEFAULT '',
+    region TEXT NOT NULL DEFAULT '',
+    until INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    by TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expired INTEGER,
+    expired_by TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE acknowledgements(
+    id INTEGER PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    locality TEXT NOT NULL,
+    by TEXT NOT NULL,
+    note TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX acknowledgements_by_alert ON acknowledgements(alert_id);
+CREATE TABLE held_events(
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    locality TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    silence_id INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    committed INTEGER NOT NULL
+);
+CREATE INDEX held_by_silence ON held_events(silence_id, id);
+CREATE INDEX held_by_time ON held_events(committed);
+-- Existing open alerts were published: what subscribers were told is the true state.
+UPDATE alert_state SET lifecycle = json_object(
+    'notified_level', level, 'notified_id', alert_id, 'notified_opened_at', opened_at,
+    'notified_at', changed_at) WHERE level > 0;
+)sql",
 };
 static_assert(std::size(migrations) == Store::schema_version,
               "one migration step per schema version");
@@ -115,6 +160,119 @@ std::vector<std::string> split_ids(std::string_view text) {
         text.remove_prefix(cut + 1);
     }
     return out;
+}
+
+// The lifecycle fields of an AlertState as the JSON object of alert_state.lifecycle. Keys
+// at their default are left out, so most rows stay "{}"-sized. A key this build does not
+// know is ignored on reading (a newer build may add some); a malformed value reads as its
+// default rather than failing the start: the state it describes is rebuilt by evaluation.
+using Json = nlohmann::json;
+
+Json time_json(const std::optional<TimePoint>& t) {
+    return t ? Json(to_unix(*t)) : Json(nullptr);
+}
+
+std::optional<TimePoint> json_time(const Json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_number_integer()) return std::nullopt;
+    return from_unix(it->get<std::int64_t>());
+}
+
+template <class T>
+T json_value(const Json& j, const char* key, T fallback) {
+    auto it = j.find(key);
+    if (it == j.end()) return fallback;
+    try {
+        return it->get<T>();
+    } catch (const Json::exception&) {
+        return fallback;
+    }
+}
+
+Level json_level(const Json& j, const char* key) {
+    const int v = json_value<int>(j, key, 0);
+    return v >= 0 && v <= 3 ? static_cast<Level>(v) : Level::none;
+}
+
+Json gaps_json(const std::vector<DataGap>& gaps) {
+    Json out = Json::array();
+    for (const auto& g : gaps)
+        out.push_back(Json{{"indicator", g.indicator}, {"since", to_unix(g.since)},
+                           {"status", static_cast<int>(g.status)}, {"newest", time_json(g.newest)}});
+    return out;
+}
+
+std::vector<DataGap> json_gaps(const Json& j, const char* key) {
+    std::vector<DataGap> out;
+    auto it = j.find(key);
+    if (it == j.end() || !it->is_array()) return out;
+    for (const auto& g : *it) {
+        if (!g.is_object()) continue;
+        DataGap gap;
+        gap.indicator = json_value<std::string>(g, "indicator", "");
+        gap.since = from_unix(json_value<std::int64_t>(g, "since", 0));
+        const int status = json_value<int>(g, "status", int(sdk::Status::stale));
+        gap.status = status >= 0 && status <= int(sdk::Status::error) ? static_cast<sdk::Status>(status)
+                                                                      : sdk::Status::stale;
+        gap.newest = json_time(g, "newest");
+        if (!gap.indicator.empty()) out.push_back(std::move(gap));
+    }
+    return out;
+}
+
+std::string lifecycle_json(const AlertState& a) {
+    Json j = Json::object();
+    auto put_time = [&](const char* key, const std::optional<TimePoint>& t) {
+        if (t) j[key] = to_unix(*t);
+    };
+    put_time("evaluated_at", a.evaluated_at);
+    if (a.flap_history) j["flap_history"] = a.flap_history;
+    if (a.flap_samples) j["flap_samples"] = a.flap_samples;
+    if (a.flap_last != Level::none) j["flap_last"] = static_cast<int>(a.flap_last);
+    // As text: JSON numbers beyond 2^53 do not survive every reader.
+    if (a.reading) j["reading"] = std::to_string(a.reading);
+    if (a.flapping) j["flapping"] = true;
+    if (!a.covered.empty()) j["covered"] = a.covered;
+    if (!a.gaps.empty()) j["gaps"] = gaps_json(a.gaps);
+    if (a.notified_level != Level::none) j["notified_level"] = static_cast<int>(a.notified_level);
+    if (!a.notified_id.empty()) j["notified_id"] = a.notified_id;
+    put_time("notified_opened_at", a.notified_opened_at);
+    put_time("notified_at", a.notified_at);
+    if (!a.notified_gaps.empty()) j["notified_gaps"] = gaps_json(a.notified_gaps);
+    if (a.notified_flapping) j["notified_flapping"] = true;
+    if (!a.acked_id.empty()) j["acked_id"] = a.acked_id;
+    if (!a.acked_by.empty()) j["acked_by"] = a.acked_by;
+    put_time("acked_at", a.acked_at);
+    if (a.acked_level != Level::none) j["acked_level"] = static_cast<int>(a.acked_level);
+    return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+void read_lifecycle(std::string_view text, AlertState& a) {
+    Json j = Json::parse(text, nullptr, false);
+    if (!j.is_object()) return;
+    a.evaluated_at = json_time(j, "evaluated_at");
+    a.flap_history = json_value<std::uint32_t>(j, "flap_history", 0);
+    a.flap_samples = json_value<int>(j, "flap_samples", 0);
+    a.flap_last = json_level(j, "flap_last");
+    try {
+        a.reading = std::stoull(json_value<std::string>(j, "reading", "0"));
+    } catch (const std::exception&) {
+        a.reading = 0;
+    }
+    a.flapping = json_value<bool>(j, "flapping", false);
+    a.covered = json_value<std::vector<std::string>>(j, "covered", {});
+    std::sort(a.covered.begin(), a.covered.end());
+    a.gaps = json_gaps(j, "gaps");
+    a.notified_level = json_level(j, "notified_level");
+    a.notified_id = json_value<std::string>(j, "notified_id", "");
+    a.notified_opened_at = json_time(j, "notified_opened_at");
+    a.notified_at = json_time(j, "notified_at");
+    a.notified_gaps = json_gaps(j, "notified_gaps");
+    a.notified_flapping = json_value<bool>(j, "notified_flapping", false);
+    a.acked_id = json_value<std::string>(j, "acked_id", "");
+    a.acked_by = json_value<std::string>(j, "acked_by", "");
+    a.acked_at = json_time(j, "acked_at");
+    a.acked_level = json_level(j, "acked_level");
 }
 
 // A prepared statement owned for the life of the Store.
@@ -196,6 +354,10 @@ struct Store::Statements {
     Stmt select_alert_states, upsert_alert_state;
     Stmt last_seq, insert_outbox, outbox_after, open_alert_rows;
     Stmt select_meta, upsert_meta, insert_audit;
+    Stmt insert_held, select_held, select_held_of;
+    Stmt insert_silence, select_silences, select_active_silences, select_silence, expire_silence;
+    Stmt insert_ack, select_acks, select_acks_of;
+    Stmt delete_old_held;
     Stmt next_observed_locality, delete_old_observations, delete_old_ingests, delete_old_outbox;
 };
 
@@ -632,8 +794,8 @@ void Store::open() {
     migrate();
 
     st_ = std::make_unique<Statements>();
-    auto prepare = [this](Stmt& s, const char* sql) {
-        if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, s.out(), nullptr) != SQLITE_OK)
+    auto prepare = [this](Stmt& s, const std::string& sql) {
+        if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, s.out(), nullptr) != SQLITE_OK)
             throw StoreError(where("preparing statement") + ": " + sqlite3_errmsg(db_) + ": " + sql);
     };
     auto& s = *st_;
@@ -664,13 +826,14 @@ void Store::open() {
     prepare(s.count_observations, "SELECT count(*) FROM observations");
     prepare(s.select_alert_states,
             "SELECT locality, level, pending, pending_count, alert_id, opened_at, changed_at, "
-            "score FROM alert_state ORDER BY locality");
+            "score, lifecycle FROM alert_state ORDER BY locality");
     prepare(s.upsert_alert_state,
             "INSERT INTO alert_state(locality, level, pending, pending_count, alert_id, "
-            "opened_at, changed_at, score) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) "
+            "opened_at, changed_at, score, lifecycle) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9) "
             "ON CONFLICT(locality) DO UPDATE SET level=excluded.level, pending=excluded.pending, "
             "pending_count=excluded.pending_count, alert_id=excluded.alert_id, "
-            "opened_at=excluded.opened_at, changed_at=excluded.changed_at, score=excluded.score");
+            "opened_at=excluded.opened_at, changed_at=excluded.changed_at, score=excluded.score, "
+            "lifecycle=excluded.lifecycle");
     prepare(s.last_seq, "SELECT coalesce(max(seq), 0) FROM outbox WHERE endpoint=?1");
     prepare(s.insert_outbox,
             "INSERT INTO outbox(endpoint, seq, topic, payload, alert_id, locality, at) "
@@ -684,9 +847,10 @@ void Store::open() {
     prepare(s.open_alert_rows,
             "WITH newest(seq) AS ("
             "  SELECT (SELECT max(x.seq) FROM outbox x INDEXED BY outbox_by_alert "
-            "          WHERE x.endpoint=?1 AND x.alert_id=a.alert_id "
+            "          WHERE x.endpoint=?1 AND x.alert_id=a.notified "
             "          AND substr(x.topic, 1, length(?2))=?2) "
-            "  FROM alert_state a WHERE a.level>0 AND a.alert_id<>'') "
+            "  FROM (SELECT json_extract(lifecycle, '$.notified_id') AS notified "
+            "        FROM alert_state) a WHERE a.notified IS NOT NULL AND a.notified<>'') "
             "SELECT o.endpoint, o.seq, o.topic, o.payload, o.alert_id, o.locality "
             "FROM newest n CROSS JOIN outbox o ON o.endpoint=?1 AND o.seq=n.seq "
             "ORDER BY o.seq");
@@ -695,6 +859,37 @@ void Store::open() {
             "INSERT INTO meta(key, value) VALUES(?1,?2) "
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value");
     prepare(s.insert_audit, "INSERT INTO audit(at, what) VALUES(?1,?2)");
+    prepare(s.insert_held,
+            "INSERT INTO held_events(at, locality, alert_id, event, reason, silence_id, payload, "
+            "committed) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)");
+    prepare(s.select_held,
+            "SELECT at, locality, alert_id, event, reason, silence_id, payload FROM held_events "
+            "ORDER BY id DESC LIMIT ?1");
+    prepare(s.select_held_of,
+            "SELECT at, locality, alert_id, event, reason, silence_id, payload FROM held_events "
+            "WHERE silence_id=?1 ORDER BY id DESC LIMIT ?2");
+    prepare(s.insert_silence,
+            "INSERT INTO silences(locality, region, until, reason, by, created) "
+            "VALUES(?1,?2,?3,?4,?5,?6)");
+    constexpr const char* silence_columns =
+        "SELECT s.id, s.locality, s.region, s.until, s.reason, s.by, s.created, s.expired, "
+        "s.expired_by, (SELECT count(*) FROM held_events h WHERE h.silence_id=s.id) "
+        "FROM silences s ";
+    prepare(s.select_silences, std::string(silence_columns) + "ORDER BY s.id DESC");
+    prepare(s.select_active_silences,
+            std::string(silence_columns) + "WHERE s.expired IS NULL AND s.until>?1 ORDER BY s.id");
+    prepare(s.select_silence, std::string(silence_columns) + "WHERE s.id=?1");
+    prepare(s.expire_silence, "UPDATE silences SET expired=?2, expired_by=?3 WHERE id=?1");
+    prepare(s.insert_ack,
+            "INSERT INTO acknowledgements(alert_id, locality, by, note, at) VALUES(?1,?2,?3,?4,?5)");
+    prepare(s.select_acks,
+            "SELECT alert_id, locality, by, note, at FROM acknowledgements ORDER BY id");
+    prepare(s.select_acks_of,
+            "SELECT alert_id, locality, by, note, at FROM acknowledgements WHERE alert_id=?1 "
+            "ORDER BY id");
+    prepare(s.delete_old_held,
+            "DELETE FROM held_events WHERE id IN (SELECT id FROM held_events INDEXED BY "
+            "held_by_time WHERE committed<?1 LIMIT ?2)");
     // One index seek: min() over the first column of the primary key.
     prepare(s.next_observed_locality, "SELECT min(locality) FROM observations WHERE locality>?1");
     prepare(s.delete_old_observations, "DELETE FROM observations WHERE locality=?1 AND time<?2");
@@ -708,8 +903,8 @@ void Store::open() {
             "  WHERE o.at<?1 "
             "  AND o.seq < (SELECT max(l.seq) FROM outbox l WHERE l.endpoint=o.endpoint) "
             "  AND NOT EXISTS (SELECT 1 FROM alert_state a "
-            "    WHERE a.locality=o.locality AND a.level>0 AND a.alert_id=o.alert_id "
-            "    AND o.alert_id<>'' "
+            "    WHERE a.locality=o.locality AND o.alert_id<>'' "
+            "    AND json_extract(a.lifecycle, '$.notified_id')=o.alert_id "
             "    AND o.seq=(SELECT max(x.seq) FROM outbox x INDEXED BY outbox_by_alert "
             "               WHERE x.endpoint=o.endpoint AND x.alert_id=o.alert_id)) "
             "  LIMIT ?2)");
@@ -893,6 +1088,7 @@ std::vector<AlertState> Store::alert_states() {
         if (!u.col_null(5)) a.opened_at = from_unix(u.col_int(5));
         if (!u.col_null(6)) a.changed_at = from_unix(u.col_int(6));
         a.score = u.col_real(7);
+        read_lifecycle(u.col_text(8), a);
         out.push_back(std::move(a));
     }
     return out;
@@ -905,28 +1101,41 @@ std::uint64_t Store::last_seq(const std::string& endpoint) {
     return u.step() ? static_cast<std::uint64_t>(u.col_int(0)) : 0;
 }
 
+namespace {
+
+// Upserts one alert_state row.
+void write_state(const Stmt& upsert, sqlite3* db, const std::string& w, const AlertState& a) {
+    const std::string lifecycle = lifecycle_json(a);
+    Use u(upsert, db, w);
+    u.text(1, a.locality).integer(2, static_cast<int>(a.level));
+    u.integer(3, static_cast<int>(a.pending)).integer(4, a.pending_count).text(5, a.alert_id);
+    if (a.opened_at)
+        u.integer(6, to_unix(*a.opened_at));
+    else
+        u.null(6);
+    if (a.changed_at)
+        u.integer(7, to_unix(*a.changed_at));
+    else
+        u.null(7);
+    u.real(8, std::isfinite(a.score) ? a.score : 0.0).text(9, lifecycle).run();
+}
+
+}  // namespace
+
 void Store::commit_evaluation(const std::vector<AlertState>& changed,
-                              const std::vector<OutboxRow>& rows) {
+                              const std::vector<OutboxRow>& rows, const std::vector<HeldRow>& held) {
     const std::string w = where("commit_evaluation");
     auto& s = *st_;
     Transaction tx(db_, s.begin, s.commit, s.rollback, w);
-    for (const auto& a : changed) {
-        Use u(s.upsert_alert_state, db_, w);
-        u.text(1, a.locality).integer(2, static_cast<int>(a.level));
-        u.integer(3, static_cast<int>(a.pending)).integer(4, a.pending_count).text(5, a.alert_id);
-        if (a.opened_at)
-            u.integer(6, to_unix(*a.opened_at));
-        else
-            u.null(6);
-        if (a.changed_at)
-            u.integer(7, to_unix(*a.changed_at));
-        else
-            u.null(7);
-        u.real(8, a.score).run();
+    for (const auto& a : changed) write_state(s.upsert_alert_state, db_, w, a);
+    const std::int64_t now_unix = to_unix(wall_now());
+    for (const auto& h : held) {
+        Use u(s.insert_held, db_, w);
+        u.integer(1, to_unix(h.at)).text(2, h.locality).text(3, h.alert_id).text(4, h.event);
+        u.text(5, h.reason).integer(6, h.silence_id).text(7, h.payload).integer(8, now_unix).run();
     }
     // Read inside the write transaction, so no other writer can take a seq in between.
     std::map<std::string, std::uint64_t, std::less<>> next;
-    const std::int64_t committed_at = to_unix(wall_now());
     for (const auto& r : rows) {
         auto it = next.find(r.endpoint);
         if (it == next.end()) it = next.emplace(r.endpoint, last_seq(r.endpoint) + 1).first;
@@ -938,7 +1147,7 @@ void Store::commit_evaluation(const std::vector<AlertState>& changed,
                              r.endpoint + " is beyond what the store can hold");
         Use u(s.insert_outbox, db_, w);
         u.text(1, r.endpoint).integer(2, static_cast<std::int64_t>(r.seq)).text(3, r.topic);
-        u.text(4, r.payload).text(5, r.alert_id).text(6, r.locality).integer(7, committed_at).run();
+        u.text(4, r.payload).text(5, r.alert_id).text(6, r.locality).integer(7, now_unix).run();
         ++it->second;
     }
     tx.commit();
@@ -999,6 +1208,154 @@ void Store::set_meta(const std::string& key, const std::string& value) {
     Transaction tx(db_, s.begin, s.commit, s.rollback, w);
     Use(s.upsert_meta, db_, w).text(1, key).text(2, value).run();
     tx.commit();
+}
+
+namespace {
+
+HeldRow read_held(const Use& u) {
+    HeldRow h;
+    h.at = from_unix(u.col_int(0));
+    h.locality = u.col_text(1);
+    h.alert_id = u.col_text(2);
+    h.event = u.col_text(3);
+    h.reason = u.col_text(4);
+    h.silence_id = u.col_int(5);
+    h.payload = u.col_text(6);
+    return h;
+}
+
+Silence read_silence(const Use& u) {
+    Silence x;
+    x.id = u.col_int(0);
+    x.locality = u.col_text(1);
+    x.region = u.col_text(2);
+    x.until = from_unix(u.col_int(3));
+    x.reason = u.col_text(4);
+    x.by = u.col_text(5);
+    x.created = from_unix(u.col_int(6));
+    if (!u.col_null(7)) x.expired = from_unix(u.col_int(7));
+    x.expired_by = u.col_text(8);
+    x.held = u.col_int(9);
+    return x;
+}
+
+Acknowledgement read_ack(const Use& u) {
+    return Acknowledgement{std::string(u.col_text(0)), std::string(u.col_text(1)),
+                           std::string(u.col_text(2)), std::string(u.col_text(3)),
+                           from_unix(u.col_int(4))};
+}
+
+std::int64_t clamp_limit(std::size_t limit) {
+    return static_cast<std::int64_t>(
+        std::min<std::size_t>(limit, std::size_t(std::numeric_limits<std::int64_t>::max())));
+}
+
+std::string silence_scope(const Silence& x) {
+    return x.locality.empty() ? "region " + x.region : "locality " + x.locality;
+}
+
+}  // namespace
+
+std::vector<HeldRow> Store::held_events(std::int64_t silence_id, std::size_t limit) {
+    const std::string w = where("held_events");
+    std::vector<HeldRow> out;
+    if (silence_id != 0) {
+        Use u(st_->select_held_of, db_, w);
+        u.integer(1, silence_id).integer(2, clamp_limit(limit));
+        while (u.step()) out.push_back(read_held(u));
+    } else {
+        Use u(st_->select_held, db_, w);
+        u.integer(1, clamp_limit(limit));
+        while (u.step()) out.push_back(read_held(u));
+    }
+    return out;
+}
+
+std::int64_t Store::add_silence(const Silence& silence) {
+    const std::string w = where("add_silence");
+    auto& s = *st_;
+    Transaction tx(db_, s.begin, s.commit, s.rollback, w);
+    Use(s.insert_silence, db_, w)
+        .text(1, silence.locality)
+        .text(2, silence.region)
+        .integer(3, to_unix(silence.until))
+        .text(4, silence.reason)
+        .text(5, silence.by)
+        .integer(6, to_unix(silence.created))
+        .run();
+    const std::int64_t id = sqlite3_last_insert_rowid(db_);
+    const std::string what = "silence " + std::to_string(id) + " added by " + silence.by + ": " +
+                             silence_scope(silence) + " until " + format_time(silence.until) +
+                             ": " + silence.reason;
+    Use(s.insert_audit, db_, w).integer(1, to_unix(wall_now())).text(2, what).run();
+    tx.commit();
+    return id;
+}
+
+std::vector<Silence> Store::silences(TimePoint now, bool include_ended) {
+    const std::string w = where("silences");
+    std::vector<Silence> out;
+    if (include_ended) {
+        Use u(st_->select_silences, db_, w);
+        while (u.step()) out.push_back(read_silence(u));
+    } else {
+        Use u(st_->select_active_silences, db_, w);
+        u.integer(1, to_unix(now));
+        while (u.step()) out.push_back(read_silence(u));
+    }
+    return out;
+}
+
+bool Store::expire_silence(std::int64_t id, const std::string& by, TimePoint at) {
+    const std::string w = where("expire_silence");
+    auto& s = *st_;
+    Transaction tx(db_, s.begin, s.commit, s.rollback, w);
+    Silence found;
+    {
+        Use u(s.select_silence, db_, w);
+        u.integer(1, id);
+        if (!u.step()) return false;
+        found = read_silence(u);
+    }
+    if (!found.active(at)) return false;
+    Use(s.expire_silence, db_, w).integer(1, id).integer(2, to_unix(at)).text(3, by).run();
+    const std::string what = "silence " + std::to_string(id) + " expired by " + by + " (" +
+                             silence_scope(found) + ")";
+    Use(s.insert_audit, db_, w).integer(1, to_unix(wall_now())).text(2, what).run();
+    tx.commit();
+    return true;
+}
+
+void Store::commit_acknowledgement(const AlertState& state, const Acknowledgement& ack) {
+    const std::string w = where("commit_acknowledgement");
+    auto& s = *st_;
+    Transaction tx(db_, s.begin, s.commit, s.rollback, w);
+    Use(s.insert_ack, db_, w)
+        .text(1, ack.alert_id)
+        .text(2, ack.locality)
+        .text(3, ack.by)
+        .text(4, ack.note)
+        .integer(5, to_unix(ack.at))
+        .run();
+    write_state(s.upsert_alert_state, db_, w, state);
+    const std::string what = "alert " + ack.alert_id + " acknowledged by " + ack.by +
+                             (ack.note.empty() ? std::string() : ": " + ack.note);
+    Use(s.insert_audit, db_, w).integer(1, to_unix(wall_now())).text(2, what).run();
+    tx.commit();
+}
+
+std::vector<Acknowledgement> Store::acknowledgements(const std::string& alert_id) {
+    const std::string w = where("acknowledgements");
+    std::vector<Acknowledgement> out;
+    if (alert_id.empty()) {
+        Use u(st_->select_acks, db_, w);
+        while (u.step()) out.push_back(read_ack(u));
+    } else {
+        Use u(st_->select_acks_of, db_, w);
+        u.text(1, alert_id);
+        while (u.step()) out.push_back(read_ack(u));
+    }
+    return out;
 }
 
 void Store::audit(const std::string& what) {
@@ -1088,6 +1445,13 @@ RetentionResult Store::apply_retention(TimePoint now, std::optional<std::chrono:
             Use(s.delete_old_outbox, db_, w).integer(1, cutoff).integer(2, batch).run();
             const auto n = sqlite3_changes64(db_);
             out.outbox += n;
+            deleted(n);
+            if (n < batch) break;
+        }
+        for (;;) {
+            Use(s.delete_old_held, db_, w).integer(1, cutoff).integer(2, batch).run();
+            const auto n = sqlite3_changes64(db_);
+            out.held += n;
             deleted(n);
             if (n < batch) break;
         }

@@ -48,11 +48,51 @@ struct OutboxRow {
     std::string locality;  // empty for messages that are not about a locality
 };
 
+// An event that happened but was not published: held by a silence or while flapping.
+// Stored for review (`ewsctl silence list`, reports); never numbered on any endpoint.
+struct HeldRow {
+    TimePoint at{};
+    std::string locality;
+    std::string alert_id;
+    std::string event;
+    std::string reason;           // "flapping" or "silence <id>"
+    std::int64_t silence_id = 0;  // 0 when held for flapping
+    std::string payload;          // the JSON it would have been published as (seq 0)
+};
+
+// A silence: events of the localities it covers are stored but not published until `until`
+// or until it is expired, whichever comes first.
+struct Silence {
+    std::int64_t id = 0;          // assigned by the store
+    std::string locality;         // exactly one of locality and region is set
+    std::string region;           // region prefix: "KE/KE-03" covers KE/KE-03 and below
+    TimePoint until{};
+    std::string reason;
+    std::string by;
+    TimePoint created{};
+    std::optional<TimePoint> expired;  // set by expire_silence
+    std::string expired_by;
+    std::int64_t held = 0;        // events held by it so far (filled by silences())
+
+    // Returns: true when in force at `now` (not expired, now < until).
+    bool active(TimePoint now) const { return !expired && now < until; }
+};
+
+// An acknowledgement of an open alert by a member of staff.
+struct Acknowledgement {
+    std::string alert_id;
+    std::string locality;
+    std::string by;
+    std::string note;
+    TimePoint at{};
+};
+
 // Rows removed by one Store::apply_retention.
 struct RetentionResult {
     std::int64_t observations = 0;
     std::int64_t ingests = 0;
     std::int64_t outbox = 0;
+    std::int64_t held = 0;  // held events (silence, flapping), with the alerts' keep
 };
 
 struct TableCount {
@@ -86,7 +126,7 @@ struct BackupResult {
 // objects on the same file, each used by its own thread or process, are fine.
 class Store {
 public:
-    static constexpr int schema_version = 2;
+    static constexpr int schema_version = 3;
 
     // Opens or creates the database file, runs migrations.
     // Throws: StoreError (cannot open, corrupt, newer schema than this build knows).
@@ -113,14 +153,36 @@ public:
     std::vector<AlertState> alert_states();
     // Returns: the last seq used on `endpoint`, 0 when none.
     std::uint64_t last_seq(const std::string& endpoint);
-    // One transaction: upsert `changed` states and append `rows`. Each row's seq must be the
-    // endpoint's last_seq + 1, + 2, ... Throws: StoreError (then nothing is written).
-    void commit_evaluation(const std::vector<AlertState>& changed, const std::vector<OutboxRow>& rows);
+    // One transaction: upsert `changed` states (every field, lifecycle included), append `rows`
+    // and `held`. Each row's seq must be the endpoint's last_seq + 1, + 2, ...
+    // Throws: StoreError (then nothing is written).
+    void commit_evaluation(const std::vector<AlertState>& changed, const std::vector<OutboxRow>& rows,
+                           const std::vector<HeldRow>& held = {});
+    // Returns: held events, newest first, at most `limit`; only those of `silence_id` when
+    // it is not 0.
+    std::vector<HeldRow> held_events(std::int64_t silence_id, std::size_t limit);
+
+    // Silences. add_silence and expire_silence write the audit table in the same transaction.
+    // Returns: the new silence's id.
+    std::int64_t add_silence(const Silence& silence);
+    // Returns: silences in force at `now` (all silences, newest first, with `include_ended`),
+    // each with its count of held events.
+    std::vector<Silence> silences(TimePoint now, bool include_ended);
+    // Ends silence `id` at `at`. Returns: false when there is no such silence or it has already
+    // ended (expired, or past its until at `at`).
+    bool expire_silence(std::int64_t id, const std::string& by, TimePoint at);
+
+    // One transaction: stores `ack`, upserts `state` (its acknowledgement fields set) and
+    // writes the audit table.
+    void commit_acknowledgement(const AlertState& state, const Acknowledgement& ack);
+    // Returns: acknowledgements of `alert_id` (all when empty), oldest first.
+    std::vector<Acknowledgement> acknowledgements(const std::string& alert_id);
     // Returns: rows of `endpoint` with seq > after, ascending, at most `limit`.
     std::vector<OutboxRow> outbox_after(const std::string& endpoint, std::uint64_t after,
                                         std::size_t limit);
-    // Returns: for each alert open now (alert_state.level > none) whose topic starts with
-    // `topic_prefix`, the newest outbox row on `endpoint` about it.
+    // Returns: for each alert subscribers know as open (the notified alert of alert_state:
+    // while a silence or flapping holds events, what was last published) whose topic starts
+    // with `topic_prefix`, the newest outbox row on `endpoint` about it.
     std::vector<OutboxRow> open_alert_rows(const std::string& endpoint, const std::string& topic_prefix);
 
     // Small key/value table for the daemon's own bookkeeping.
@@ -150,7 +212,9 @@ public:
     //    committed before then (a file that old may be ingested again);
     //  - outbox rows committed before now - keep_alerts, except the newest row of each
     //    endpoint (last_seq is its max seq, so the numbering continues after a purge) and
-    //    the newest row of each open alert on each endpoint (open_alert_rows serves it).
+    //    the newest row of each notified open alert on each endpoint (open_alert_rows
+    //    serves it);
+    //    held events committed before then too.
     // Works in transactions of about `batch_rows` deleted rows so the WAL stays small and
     // the write lock is held briefly; a crash between them leaves a consistent store that
     // the next call finishes. The freed pages are reused; the file does not shrink.

@@ -48,6 +48,9 @@ AlertState state(const std::string& locality, Level level, const std::string& al
     s.locality = locality;
     s.level = level;
     s.alert_id = alert_id;
+    // Published as it is: subscribers were told of this alert.
+    s.notified_level = level;
+    s.notified_id = alert_id;
     return s;
 }
 

@@ -75,6 +75,38 @@ AlertState open_state(const std::string& loc, const std::string& alert_id, Level
     a.opened_at = at(2026, 2, 1);
     a.changed_at = at(2026, 2, 3);
     a.score = 71.5;
+    // Published as it is: what subscribers were told is the true state.
+    if (level != Level::none) {
+        a.notified_level = level;
+        a.notified_id = alert_id;
+        a.notified_opened_at = a.opened_at;
+        a.notified_at = a.changed_at;
+    }
+    return a;
+}
+
+// A state with every lifecycle field away from its default.
+AlertState busy_state() {
+    AlertState a = open_state("L9", "L9@20260201T000000Z", Level::critical);
+    a.evaluated_at = at(2026, 3, 1);
+    a.flap_history = 0xA5A5u;
+    a.flap_samples = 17;
+    a.flap_last = Level::warning;
+    a.reading = 0xfedcba9876543210ull;  // beyond 2^53: must survive as text
+    a.flapping = true;
+    a.covered = {"community_incidents", "school_dropout"};
+    a.gaps = {DataGap{"school_dropout", at(2026, 2, 20), sdk::Status::no_data, std::nullopt},
+              DataGap{"community_incidents", at(2026, 2, 25), sdk::Status::stale, at(2026, 1, 5)}};
+    a.notified_level = Level::warning;
+    a.notified_id = "L9@20260115T000000Z";
+    a.notified_opened_at = at(2026, 1, 15);
+    a.notified_at = at(2026, 2, 2);
+    a.notified_gaps = {a.gaps[1]};
+    a.notified_flapping = true;
+    a.acked_id = a.notified_id;
+    a.acked_by = "district officer 4";
+    a.acked_at = at(2026, 2, 3);
+    a.acked_level = Level::warning;
     return a;
 }
 
@@ -162,9 +194,9 @@ TEST_CASE("a new store is in WAL mode at the current schema version", "[store]")
     TempDir dir;
     Store store(dir.db());
     CHECK(store.user_version() == Store::schema_version);
-    CHECK(Store::schema_version == 2);
+    CHECK(Store::schema_version == 3);
     CHECK(query_text(dir.db(), "PRAGMA journal_mode") == "wal");
-    CHECK(query_text(dir.db(), "PRAGMA user_version") == "2");
+    CHECK(query_text(dir.db(), "PRAGMA user_version") == "3");
 }
 
 TEST_CASE("localities are created and updated by id", "[store]") {
@@ -280,6 +312,121 @@ TEST_CASE("alert states round-trip, including empty optionals", "[store]") {
     got = store.alert_states();
     REQUIRE(got.size() == 2);
     CHECK(got[0] == open);
+}
+
+TEST_CASE("every lifecycle field of an alert state survives the store", "[store]") {
+    TempDir dir;
+    const AlertState busy = busy_state();
+    {
+        Store store(dir.db());
+        store.commit_evaluation({busy}, {});
+    }
+    Store reopened(dir.db());
+    auto got = reopened.alert_states();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0] == busy);
+
+    SECTION("a lifecycle the store cannot read falls back to defaults, not a failed start") {
+        exec_sql(dir.db(), "UPDATE alert_state SET lifecycle='{\"flap_samples\":\"x\",'");
+        Store again(dir.db());
+        auto states = again.alert_states();
+        REQUIRE(states.size() == 1);
+        CHECK(states[0].level == Level::critical);
+        CHECK(states[0].flap_samples == 0);
+        CHECK(states[0].notified_id.empty());
+    }
+}
+
+TEST_CASE("held events are stored with their silence, never numbered", "[store]") {
+    TempDir dir;
+    Store store(dir.db());
+    HeldRow h{at(2026, 3, 1), "L1", "L1@20260301T000000Z", "raised", "silence 4", 4, "{\"seq\":0}"};
+    HeldRow f{at(2026, 3, 2), "L2", "L2@20260302T000000Z", "resolved", "flapping", 0, "{}"};
+    store.commit_evaluation({}, {}, {h, f});
+    CHECK(store.last_seq("pub") == 0);
+    auto all = store.held_events(0, 10);
+    REQUIRE(all.size() == 2);
+    CHECK(all[0].event == "resolved");  // newest first
+    CHECK(all[1].locality == "L1");
+    CHECK(all[1].payload == "{\"seq\":0}");
+    auto of4 = store.held_events(4, 10);
+    REQUIRE(of4.size() == 1);
+    CHECK(of4[0].reason == "silence 4");
+    CHECK(of4[0].at == at(2026, 3, 1));
+    CHECK(store.held_events(0, 1).size() == 1);
+}
+
+TEST_CASE("silences are added, listed, expired and audited", "[store]") {
+    TempDir dir;
+    Store store(dir.db());
+    Silence s;
+    s.region = "KE/KE-03";
+    s.until = at(2026, 4, 1);
+    s.reason = "committee already visiting";
+    s.by = "officer A";
+    s.created = at(2026, 3, 1);
+    const auto first = store.add_silence(s);
+    Silence l;
+    l.locality = "L7";
+    l.until = at(2026, 3, 10);
+    l.reason = "data review";
+    l.by = "officer B";
+    l.created = at(2026, 3, 1);
+    const auto second = store.add_silence(l);
+    CHECK(second > first);
+
+    auto active = store.silences(at(2026, 3, 5), false);
+    REQUIRE(active.size() == 2);
+    CHECK(active[0].id == first);
+    CHECK(active[0].region == "KE/KE-03");
+    CHECK(active[1].locality == "L7");
+    CHECK(store.silences(at(2026, 3, 10), false).size() == 1);  // until is exclusive
+
+    store.commit_evaluation({}, {}, {HeldRow{at(2026, 3, 2), "L7", "", "data_gap", "silence 2",
+                                             second, "{}"}});
+    CHECK(store.silences(at(2026, 3, 5), false)[1].held == 1);
+
+    CHECK(store.expire_silence(first, "officer C", at(2026, 3, 6)));
+    CHECK_FALSE(store.expire_silence(first, "officer C", at(2026, 3, 7)));   // already ended
+    CHECK_FALSE(store.expire_silence(second, "officer C", at(2026, 3, 11)));  // past its until
+    CHECK_FALSE(store.expire_silence(999, "officer C", at(2026, 3, 7)));
+    auto all = store.silences(at(2026, 3, 7), true);
+    REQUIRE(all.size() == 2);
+    CHECK(all[1].id == first);  // newest first
+    REQUIRE(all[1].expired);
+    CHECK(*all[1].expired == at(2026, 3, 6));
+    CHECK(all[1].expired_by == "officer C");
+    CHECK_FALSE(all[1].active(at(2026, 3, 7)));
+
+    auto audit = query_column(dir.db(), "SELECT what FROM audit ORDER BY id");
+    REQUIRE(audit.size() == 3);
+    CHECK_THAT(audit[0], Catch::Contains("silence 1 added by officer A") &&
+                             Catch::Contains("region KE/KE-03") &&
+                             Catch::Contains("committee already visiting"));
+    CHECK_THAT(audit[2], Catch::Contains("silence 1 expired by officer C"));
+}
+
+TEST_CASE("an acknowledgement is stored with the state and audited in one transaction", "[store]") {
+    TempDir dir;
+    Store store(dir.db());
+    AlertState a = open_state("L1", "L1@20260201T000000Z", Level::warning);
+    store.commit_evaluation({a}, {});
+    a.acked_id = a.alert_id;
+    a.acked_by = "officer A";
+    a.acked_at = at(2026, 2, 4);
+    a.acked_level = Level::warning;
+    store.commit_acknowledgement(a, Acknowledgement{a.alert_id, "L1", "officer A",
+                                                    "visited with the committee", at(2026, 2, 4)});
+    CHECK(store.alert_states().at(0) == a);
+    auto acks = store.acknowledgements(a.alert_id);
+    REQUIRE(acks.size() == 1);
+    CHECK(acks[0].note == "visited with the committee");
+    CHECK(acks[0].at == at(2026, 2, 4));
+    CHECK(store.acknowledgements("").size() == 1);
+    CHECK(store.acknowledgements("other").empty());
+    auto audit = query_column(dir.db(), "SELECT what FROM audit");
+    REQUIRE(audit.size() == 1);
+    CHECK_THAT(audit[0], Catch::Contains("alert L1@20260201T000000Z acknowledged by officer A"));
 }
 
 TEST_CASE("commit_evaluation numbers the outbox without gaps per endpoint", "[store]") {
@@ -501,6 +648,43 @@ CREATE TABLE audit(id INTEGER PRIMARY KEY, at INTEGER NOT NULL, what TEXT NOT NU
 ALTER TABLE outbox ADD COLUMN at INTEGER;
 CREATE INDEX outbox_by_time ON outbox(at);
 )sql",
+    // 2 -> 3
+    R"sql(
+ALTER TABLE alert_state ADD COLUMN lifecycle TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE silences(
+    id INTEGER PRIMARY KEY,
+    locality TEXT NOT NULL DEFAULT '',
+    region TEXT NOT NULL DEFAULT '',
+    until INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    by TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expired INTEGER,
+    expired_by TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE acknowledgements(
+    id INTEGER PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    locality TEXT NOT NULL,
+    by TEXT NOT NULL,
+    note TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX acknowledgements_by_alert ON acknowledgements(alert_id);
+CREATE TABLE held_events(
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    locality TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    silence_id INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    committed INTEGER NOT NULL
+);
+CREATE INDEX held_by_silence ON held_events(silence_id, id);
+CREATE INDEX held_by_time ON held_events(committed);
+)sql",
 };
 static_assert(std::size(schema_sql) == Store::schema_version,
               "a new schema version adds its step to schema_sql");
@@ -525,8 +709,10 @@ INSERT INTO audit(at, what) VALUES(1770076800, 'plugin loaded: group_presence 1.
 // v1_rows from version 1 on.
 void make_database(const fs::path& file, int version) {
     std::string sql = "PRAGMA journal_mode=WAL; BEGIN;";
-    for (int v = 0; v < version; ++v) sql += schema_sql[v];
-    if (version >= 1) sql += v1_rows;
+    for (int v = 0; v < version; ++v) {
+        sql += schema_sql[v];
+        if (v == 0) sql += v1_rows;  // written as version 1 wrote them, then upgraded
+    }
     sql += "PRAGMA user_version=" + std::to_string(version) + "; COMMIT;";
     exec_sql(file, sql);
 }
@@ -574,7 +760,7 @@ TEST_CASE("upgrading a version-1 database keeps its data and dates its outbox", 
     const auto before = wall_now();
     Store store(dir.db());
     const auto after = wall_now();
-    CHECK(store.user_version() == 2);
+    CHECK(store.user_version() == Store::schema_version);
 
     auto locs = store.localities();
     REQUIRE(locs.size() == 2);
@@ -604,6 +790,24 @@ TEST_CASE("upgrading a version-1 database keeps its data and dates its outbox", 
     const auto stamped = std::stoll(query_text(dir.db(), "SELECT at FROM outbox WHERE seq=3"));
     CHECK(stamped >= before.time_since_epoch().count());
     CHECK(stamped <= wall_now().time_since_epoch().count());
+}
+
+TEST_CASE("upgrading a version-2 database marks its open alerts as notified", "[store]") {
+    TempDir dir;
+    make_database(dir.db(), 2);
+    Store store(dir.db());
+    auto states = store.alert_states();
+    REQUIRE(states.size() == 1);
+    const AlertState& a = states[0];
+    CHECK(a.level == Level::warning);
+    // What subscribers were told is what the version-2 daemon published: the open alert.
+    CHECK(a.notified_id == "a-1");
+    CHECK(a.notified_level == Level::warning);
+    CHECK(a.notified_opened_at == a.opened_at);
+    CHECK(a.notified_at == a.changed_at);
+    CHECK_FALSE(a.flapping);
+    CHECK(a.gaps.empty());
+    CHECK_FALSE(a.evaluated_at);
 }
 
 TEST_CASE("a migration step that fails leaves the database at its old version", "[store]") {
@@ -919,8 +1123,9 @@ TEST_CASE("stats count what the store holds", "[store]") {
         names.push_back(t.table);
         CHECK(std::to_string(t.rows) == query_text(dir.db(), "SELECT count(*) FROM " + t.table));
     }
-    CHECK(names == std::vector<std::string>{"alert_state", "audit", "ingests", "localities", "meta",
-                                            "observations", "outbox"});
+    CHECK(names == std::vector<std::string>{"acknowledgements", "alert_state", "audit",
+                                            "held_events", "ingests", "localities", "meta",
+                                            "observations", "outbox", "silences"});
     const auto page_size = std::stoull(query_text(dir.db(), "PRAGMA page_size"));
     CHECK(s.file_bytes == page_size * std::stoull(query_text(dir.db(), "PRAGMA page_count")));
     CHECK(s.file_bytes > 0);
@@ -944,7 +1149,7 @@ TEST_CASE("reading a closed database for stats, check or backup leaves no files 
         store.upsert_localities({locality("L1")});
     }
     REQUIRE(entries(dir.path) == std::set<std::string>{"ewsd.db"});
-    CHECK(Store::stats_of_file(dir.db()).tables.size() == 7);
+    CHECK(Store::stats_of_file(dir.db()).tables.size() == 10);
     CHECK(Store::integrity_check_file(dir.db()).empty());
     Store::backup_database(dir.db(), dir.path / "copy.db");
     CHECK(entries(dir.path) == std::set<std::string>{"copy.db", "ewsd.db"});

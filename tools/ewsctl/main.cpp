@@ -1,7 +1,8 @@
 // ewsctl: the operator's command-line tool. Commands that change data go through the running
-// daemon when there is one (the ingest endpoint or the spool directory, a reload signal);
-// otherwise ewsctl opens the store itself. See `ewsctl --help`.
+// daemon when there is one (the ingest endpoint or the spool directory, its control socket, a
+// reload signal); otherwise ewsctl opens the store itself. See `ewsctl --help`.
 #include "config.hpp"
+#include "control.hpp"
 #include "db_commands.hpp"
 #include "gen_demo.hpp"
 #include "ingest.hpp"
@@ -15,6 +16,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
@@ -255,26 +257,163 @@ std::string query_endpoint(const Config& config) {
     return connect_endpoint(config.query_bind);
 }
 
+// How long ewsctl waits for the daemon's control socket to answer.
+constexpr int control_timeout_ms = 10000;
+
+// Sends `request` to the control socket of the daemon (pid `daemon`) that holds the state
+// directory. Returns: the reply object. Throws: std::runtime_error when it does not answer.
+nlohmann::json ask_daemon(const Config& config, const nlohmann::json& request, pid_t daemon) {
+    const fs::path file = control_socket_file(config.state_dir);
+    const std::string who = daemon > 0 ? "the running daemon (pid " + std::to_string(daemon) + ")"
+                                       : "the daemon holding " + config.state_dir.string();
+    // libzmq connects to an ipc endpoint in the background and retries quietly, so a missing
+    // or forbidden socket file would only show as a timeout: say what is wrong instead.
+    if (!fs::exists(file))
+        throw std::runtime_error(who + " offers no control socket at " + file.string() +
+                                 " (is it an older ewsd, or a single pass with --once?)");
+    if (::access(file.c_str(), R_OK | W_OK) != 0)
+        throw std::runtime_error(file.string() + ": " + std::strerror(errno) +
+                                 " (run ewsctl as the daemon's user or a member of its group)");
+    zmq::context_t ctx;
+    zmq::socket_t s(ctx, zmq::socket_type::req);
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::sndtimeo, control_timeout_ms);
+    s.set(zmq::sockopt::rcvtimeo, control_timeout_ms);
+    s.connect(control_endpoint(config.state_dir));
+    const std::string text = request.dump();
+    zmq::message_t reply;
+    if (!s.send(zmq::buffer(text)) || !s.recv(reply))
+        throw std::runtime_error(who + " did not answer on " + control_endpoint(config.state_dir) +
+                                 " within " + std::to_string(control_timeout_ms / 1000) + " s");
+    return nlohmann::json::parse(reply.to_string_view());
+}
+
+// Answers a control request (control.hpp): through the running daemon when there is one, so
+// that its in-memory state follows the change; otherwise here, on the store.
+nlohmann::json control_request(const Config& config, const nlohmann::json& request) {
+    if (const pid_t daemon = running_daemon(config); daemon != 0) return ask_daemon(config, request, daemon);
+    Store store(config.state_dir / "ewsd.db");
+    StoreControl target(store);
+    return nlohmann::json::parse(answer_control(request.dump(), target, wall_now(), {}));
+}
+
+// Returns: true when `reply` is an error, after printing it.
+bool refused(const nlohmann::json& reply) {
+    if (!reply.is_object() || !reply.contains("error")) return false;
+    const auto& e = reply["error"];
+    std::cerr << "ewsctl: " << (e.is_string() ? e.get<std::string>() : e.dump()) << "\n";
+    return true;
+}
+
 int cmd_status(const Config& config) {
-    if (config.query_bind.empty()) {
-        std::cerr << "ewsctl: no [query] bind in " << config.file.string() << "\n";
+    nlohmann::json reply;
+    if (!config.query_bind.empty()) {
+        reply = nlohmann::json::parse(query(query_endpoint(config), R"({"op":"status"})"));
+    } else if (const pid_t daemon = running_daemon(config); daemon != 0) {
+        reply = ask_daemon(config, {{"op", "status"}}, daemon);
+    } else {
+        std::cerr << "ewsctl: no daemon holds " << config.state_dir.string() << " and no [query] bind in "
+                  << config.file.string() << " to ask one elsewhere\n";
         return 1;
     }
-    auto reply = nlohmann::json::parse(query(query_endpoint(config), R"({"op":"status"})"));
+    if (refused(reply)) return 1;
     std::cout << reply.dump(2) << "\n";
     return 0;
 }
 
+struct SilenceAddOptions {
+    std::string locality, region, until, reason, by;
+};
+
+int cmd_silence_add(const Config& config, const SilenceAddOptions& o) {
+    nlohmann::json request = {{"op", "silence_add"}, {"until", o.until}, {"reason", o.reason}, {"by", o.by}};
+    if (!o.locality.empty()) request["locality"] = o.locality;
+    if (!o.region.empty()) request["region"] = o.region;
+    const auto reply = control_request(config, request);
+    if (refused(reply)) return 1;
+    std::cout << reply.at("id").get<std::int64_t>() << "\n";
+    return 0;
+}
+
+// `ewsctl silence list`: one line per silence, aligned; the reason last since it is free text.
+int cmd_silence_list(const Config& config, bool all, bool as_json) {
+    const auto reply = control_request(config, {{"op", "silence_list"}, {"all", all}});
+    if (refused(reply)) return 1;
+    const auto& silences = reply.at("silences");
+    if (as_json) {
+        std::cout << silences.dump(2) << "\n";
+        return 0;
+    }
+    if (silences.empty()) {
+        std::cout << (all ? "no silences\n" : "no silences in force\n");
+        return 0;
+    }
+    std::vector<std::vector<std::string>> rows{{"ID", "SCOPE", "UNTIL", "BY", "HELD", "STATE", "REASON"}};
+    for (const auto& s : silences) {
+        const std::string scope = s.contains("locality") ? "locality " + s["locality"].get<std::string>()
+                                                         : "region " + s.value("region", std::string());
+        // expired: ended early by someone; ended: its until has passed.
+        const std::string state = !s.value("expired", nlohmann::json()).is_null()
+                                      ? "expired by " + s.value("expired_by", std::string())
+                                  : s.value("active", false) ? "active"
+                                                             : "ended";
+        rows.push_back({std::to_string(s.at("id").get<std::int64_t>()), scope, s.value("until", std::string()),
+                        s.value("by", std::string()), std::to_string(s.value("held", std::int64_t(0))), state,
+                        s.value("reason", std::string())});
+    }
+    std::vector<std::size_t> width(rows.front().size(), 0);
+    for (const auto& r : rows)
+        for (std::size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+    for (const auto& r : rows) {
+        std::string line;
+        for (std::size_t i = 0; i < r.size(); ++i) {
+            line += r[i];
+            if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+        }
+        std::cout << line << "\n";
+    }
+    return 0;
+}
+
+int cmd_silence_expire(const Config& config, std::int64_t id, const std::string& by) {
+    const auto reply = control_request(config, {{"op", "silence_expire"}, {"id", id}, {"by", by}});
+    if (refused(reply)) return 1;
+    std::cout << "silence " << id << " expired; the events it held are published at the next evaluation\n";
+    return 0;
+}
+
+int cmd_ack(const Config& config, const std::string& alert_id, const std::string& by,
+            const std::string& note) {
+    nlohmann::json request = {{"op", "ack"}, {"alert_id", alert_id}, {"by", by}};
+    if (!note.empty()) request["note"] = note;
+    const auto reply = control_request(config, request);
+    if (refused(reply)) return 1;
+    std::cout << "acknowledged " << reply.value("alert_id", alert_id) << " (locality "
+              << reply.value("locality", std::string()) << ") by " << by << " at "
+              << reply.value("at", std::string()) << "; no reminders until it escalates\n";
+    return 0;
+}
+
+// `ewsctl alerts`: every open alert with its acknowledgement, flapping and silence. Reads the
+// store (safe while the daemon writes: WAL).
 int cmd_alerts(const Config& config) {
     Store store(config.state_dir / "ewsd.db");
     std::map<std::string, Locality> locs;
     for (auto& l : store.localities()) locs[l.id] = l;
+    const auto silences = store.silences(wall_now(), false);
     int n = 0;
     for (const auto& s : store.alert_states()) {
         if (s.level == Level::none) continue;
         const auto& l = locs[s.locality];
+        const auto silence = std::find_if(silences.begin(), silences.end(), [&](const Silence& si) {
+            return si.locality.empty() ? in_scope(l.region, si.region) : si.locality == s.locality;
+        });
         std::cout << to_string(s.level) << "\t" << s.alert_id << "\t" << l.region << "\t" << l.name
                   << "\tscore " << s.score << "\topened " << (s.opened_at ? format_time(*s.opened_at) : "")
+                  << (s.acked_by.empty() ? "\tnot acknowledged" : "\tacknowledged by " + s.acked_by)
+                  << (s.flapping ? "\tflapping" : "\tnot flapping")
+                  << (silence == silences.end() ? "\tnot silenced"
+                                                : "\tsilenced (silence " + std::to_string(silence->id) + ")")
                   << "\n";
         ++n;
     }
@@ -343,7 +482,8 @@ int cmd_plugins(const Config& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App cli{"ewsctl: operate ewsd (ingest, localities, evaluate, status, alerts, plugins, demo data)"};
+    CLI::App cli{"ewsctl: operate ewsd (ingest, localities, evaluate, status, alerts, silences, "
+                 "acknowledgements, plugins, demo data)"};
     cli.require_subcommand(1);
     std::string config_file = "/etc/ewsd/ewsd.toml";
     auto* config_option = cli.add_option("-c,--config", config_file, "configuration file (TOML)");
@@ -367,7 +507,36 @@ int main(int argc, char** argv) {
     evaluate->add_option("--at", at, "evaluate as of this time (RFC 3339)");
 
     auto* status = cli.add_subcommand("status", "ask the running daemon for its status");
-    auto* alerts = cli.add_subcommand("alerts", "list open alerts");
+    auto* alerts = cli.add_subcommand(
+        "alerts", "list open alerts, each acknowledged or not, flapping or not, silenced or not");
+
+    auto* silence = cli.add_subcommand(
+        "silence", "hold the alerts of a locality or region (stored, not published) until a time");
+    silence->require_subcommand(1);
+    SilenceAddOptions silence_opts;
+    auto* silence_add = silence->add_subcommand("add", "add a silence; prints its id");
+    auto* silence_scope = silence_add->add_option_group("scope", "what the silence covers (one of)");
+    silence_scope->add_option("--locality", silence_opts.locality, "a locality id");
+    silence_scope->add_option("--region", silence_opts.region, "a region prefix, e.g. KE/KE-03");
+    silence_scope->require_option(1);
+    silence_add->add_option("--until", silence_opts.until, "end (RFC 3339 date or UTC date-time)")->required();
+    silence_add->add_option("--reason", silence_opts.reason, "why")->required();
+    silence_add->add_option("--by", silence_opts.by, "who silences")->required();
+    bool silence_all = false, silence_list_json = false;
+    auto* silence_list = silence->add_subcommand("list", "list the silences in force");
+    silence_list->add_flag("--all", silence_all, "also those expired or ended");
+    silence_list->add_flag("--json", silence_list_json, "print a JSON array");
+    std::int64_t silence_id = 0;
+    std::string expire_by;
+    auto* silence_expire = silence->add_subcommand("expire", "end a silence now");
+    silence_expire->add_option("id", silence_id, "silence id (from silence list)")->required();
+    silence_expire->add_option("--by", expire_by, "who ends it")->required();
+
+    std::string ack_id, ack_by, ack_note;
+    auto* ack = cli.add_subcommand("ack", "acknowledge an open alert: no reminders until it escalates");
+    ack->add_option("alert_id", ack_id, "alert id (from alerts)")->required();
+    ack->add_option("--by", ack_by, "who acknowledges")->required();
+    ack->add_option("--note", ack_note, "what is being done");
     auto* plugins = cli.add_subcommand(
         "plugins", "list the plugins in plugin_dir with their parameters, and those refused");
 
@@ -454,6 +623,10 @@ int main(int argc, char** argv) {
         if (evaluate->parsed()) return cmd_evaluate(config, at);
         if (status->parsed()) return cmd_status(config);
         if (alerts->parsed()) return cmd_alerts(config);
+        if (silence_add->parsed()) return cmd_silence_add(config, silence_opts);
+        if (silence_list->parsed()) return cmd_silence_list(config, silence_all, silence_list_json);
+        if (silence_expire->parsed()) return cmd_silence_expire(config, silence_id, expire_by);
+        if (ack->parsed()) return cmd_ack(config, ack_id, ack_by, ack_note);
         if (plugins->parsed()) return cmd_plugins(config);
         if (backup->parsed()) return tools::cmd_backup(config, backup_out);
         if (db_stats->parsed()) return tools::cmd_db_stats(config, db_json);
