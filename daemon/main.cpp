@@ -1,5 +1,6 @@
 // ewsd: the early-warning daemon. Parses the command line, loads the configuration and hands
 // over to run_daemon(); everything else lives in the modules.
+#include "allocator.hpp"
 #include "app.hpp"
 #include "config.hpp"
 #include "plugin_checks.hpp"
@@ -14,6 +15,7 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
+    ews::keep_freed_memory();
     CLI::App cli{"ewsd: early-warning daemon for child-recruitment prevention programmes"};
     std::string config_file = "/etc/ewsd/ewsd.toml";
     bool check_config = false, once = false, version = false;

@@ -1,0 +1,841 @@
+// eval_bench.cpp: the evaluation targets of DESIGN.md, measured beside their references in
+// the same run:
+//   - "full evaluation, 100k localities x 3 indicators, 1 year history: within 5x of one
+//     plain pass over the same in-memory data; under 1 s on 2 cores";
+//   - "incremental: 1k new observations: cost grows with new data, not with localities".
+//
+// What is compared (each figure the median of several repetitions):
+//   full, ewsd:      ews::Engine::evaluate(plugins, now, only_dirty = false) with the three
+//                    shipped plugins (school_dropout, community_incidents, group_presence)
+//                    loaded by ews::load_plugins from the built plugin directory with their
+//                    default parameters; and the same followed by what the daemon adds per
+//                    locality on its main thread (Pipeline::evaluate): ews::compose and
+//                    ews::step of the level machine for every result, then releasing the
+//                    results. The alert states are kept in a vector by locality index
+//                    (the daemon keeps a map by id).
+//   full, reference: one plain pass, on one thread, over the same data held in plain vectors
+//                    (not through the LocalityView interface): the same sdk::Point values,
+//                    series of one locality and kind contiguous, every series of every
+//                    locality cut at `now` by one upper_bound and every visible point read
+//                    once (sum of value * weight). Every generated kind is one the plugins
+//                    read. A bench-side plugin doing the same walk through the engine's
+//                    views checks that both hold the same data (equal sums).
+//   incremental:     Engine::apply of 1k new observations (one each in 1k distinct random
+//                    localities, just after the history) then Engine::evaluate(only_dirty =
+//                    true), at 100k and at 1M localities. Both sizes hold the same light
+//                    history per locality (a few months), so that only the number of
+//                    localities differs; the ratio 1M / 100k must stay <= 2. The same is
+//                    measured on the year of history at 100k, against the full evaluation.
+//
+// The data: as memory_bench.cpp generates it (same shape, generator of its own here because
+// the history length varies): localities on a grid 100 wide with up to four neighbours;
+// per locality monthly school.enrolled and school.dropouts (emis), fortnightly
+// presence.report (a field team), weekly incident.* counts (a monitor); 100 rows a locality
+// for a year, from a fixed seed. `now` is the day after the history.
+//
+// Where the time goes: each plugin alone through the engine, a plugin that does nothing
+// (the engine's own cost per call) and the walking plugin, each printed per call.
+//
+// Times are wall clock (the targets) and the CPU time of all the process's threads (how
+// much work it was, which stays meaningful when other processes share the cores). The
+// engine picks its own number of worker threads; the walking plugin counts the threads
+// that call it, and that count is printed.
+//
+// Output: tables on stdout; progress on stderr when it is a terminal; results in
+// EWS_BENCH_RESULTS_DIR/eval.json. Exit status 1 when a target is missed.
+#include "alerting.hpp"
+#include "allocator.hpp"
+#include "engine.hpp"
+#include "plugin_host.hpp"
+#include "scorer.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include <time.h>
+#include <unistd.h>
+
+#ifndef EWS_BENCH_RESULTS_DIR
+#define EWS_BENCH_RESULTS_DIR "bench-results"
+#endif
+#ifndef EWS_BENCH_PLUGIN_DIR
+#define EWS_BENCH_PLUGIN_DIR "plugins"
+#endif
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using ews::sdk::TimePoint;
+
+namespace {
+
+constexpr std::size_t batch_rows = 65536;  // what Pipeline hands Engine::apply at start
+constexpr double full_ratio_target = 5.0;
+constexpr double full_ms_target = 1000.0;
+constexpr double incremental_ratio_target = 2.0;
+
+struct Options {
+    std::size_t localities = 100'000;
+    std::size_t large = 1'000'000;  // the larger size of the incremental measurement
+    int light_days = 61;            // history of the incremental measurement's two sizes
+    int reps = 5;                   // of the full evaluation and its reference
+    int incremental_reps = 9;
+    std::size_t new_rows = 1000;
+    fs::path plugin_dir = EWS_BENCH_PLUGIN_DIR;
+};
+
+// Kinds, in the store's key order (by name), so that rows sorted by kind index are in key order.
+constexpr const char* kinds[] = {
+    "incident.abduction",        "incident.armed_violence",
+    "incident.child_exploitation", "incident.drug_trafficking",
+    "incident.recruitment_attempt", "incident.violence_against_children",
+    "presence.report",           "school.dropouts",
+    "school.enrolled"};
+constexpr int incident_kinds = 6;  // kinds[0..5]
+constexpr std::uint8_t presence_kind = 6, dropouts_kind = 7, enrolled_kind = 8;
+constexpr int source_count = 51;
+
+// Sources: 0 = emis, 1..40 = monitor-N, 41..50 = field-a..field-j.
+std::string source_name(int s) {
+    if (s == 0) return "emis";
+    if (s <= 40) return "monitor-" + std::to_string(s);
+    return std::string("field-") + char('a' + (s - 41));
+}
+
+const std::int64_t year_start = 1735689600;  // 2025-01-01T00:00:00Z
+constexpr int year_days = 365;
+
+TimePoint day_time(int day) {
+    return TimePoint(std::chrono::seconds(year_start + std::int64_t(day) * 86400));
+}
+
+std::string locality_id(std::size_t i) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "DM-%05zu", i + 1);
+    return buf;
+}
+
+// Localities on a grid 100 wide; neighbours are the up to four adjacent cells.
+std::vector<ews::Locality> make_localities(std::size_t count) {
+    constexpr std::size_t width = 100;
+    std::vector<ews::Locality> out(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        ews::Locality& l = out[i];
+        l.id = locality_id(i);
+        l.name = "Locality " + std::to_string(i + 1);
+        l.region = "DM/DM-" + std::to_string(1 + i % 4) + "/DM-" + std::to_string(1 + i % 4) +
+                   "-" + std::to_string(1 + i % 25);
+        l.population = double(500 + i % 3000);
+        if (i % width > 0) l.neighbours.push_back(locality_id(i - 1));
+        if (i % width + 1 < width && i + 1 < count) l.neighbours.push_back(locality_id(i + 1));
+        if (i >= width) l.neighbours.push_back(locality_id(i - width));
+        if (i + width < count) l.neighbours.push_back(locality_id(i + width));
+    }
+    return out;
+}
+
+struct Row {
+    std::uint16_t day;  // 0..364 within the year
+    std::uint8_t kind;  // index into kinds
+    std::uint8_t source;
+    float value;
+    float weight;
+};
+
+// One locality's history from `first_day` to the end of the year, in key order: the rows of
+// memory_bench.cpp's year (12 monthly enrolment and dropout counts, 26 fortnightly presence
+// confidences, 50 weekly incident counts) that fall on or after first_day.
+void generate_locality(std::size_t l, int first_day, std::mt19937_64& rng, std::vector<Row>& out) {
+    out.clear();
+    const float enrolled = float(200 + rng() % 1800);
+    const std::uint8_t monitor = std::uint8_t(1 + l % 40);
+    const std::uint8_t field = std::uint8_t(41 + l % 10);
+    auto add = [&](int day, Row r) {
+        if (day < first_day) return;
+        r.day = std::uint16_t(day);
+        out.push_back(r);
+    };
+    for (int m = 0; m < 12; ++m) {
+        add(m * 30, {0, enrolled_kind, 0, enrolled + float(rng() % 21) - 10, 1});
+        add(m * 30 + 29, {0, dropouts_kind, 0, float(rng() % 12), 1});
+    }
+    for (int f = 0; f < 26; ++f)
+        add(f * 14, {0, presence_kind, field, float(rng() % 101) / 100.0f,
+                     rng() % 4 == 0 ? 0.5f : 1.0f});
+    for (int w = 0; w < 50; ++w)
+        add(w * 7 + int(l % 7), {0, std::uint8_t(rng() % incident_kinds), monitor,
+                                 float(rng() % 6), 1});
+    std::sort(out.begin(), out.end(), [](const Row& a, const Row& b) {
+        return a.kind != b.kind ? a.kind < b.kind : a.day < b.day;
+    });
+}
+
+// The reference's copy of the data: every series' points contiguous in one vector, grouped
+// by locality (series of locality l: [locality_series[l], locality_series[l + 1])).
+struct PlainData {
+    std::vector<ews::sdk::Point> points;
+    std::vector<std::size_t> series_begin;     // one per series, then the end
+    std::vector<std::size_t> locality_series;  // one per locality, then the end
+};
+
+struct Dataset {
+    std::size_t localities = 0;
+    std::size_t observations = 0;
+    double load_seconds = 0;
+    std::unique_ptr<ews::Engine> engine;
+    PlainData plain;  // empty unless asked for
+};
+
+std::string load_average() {
+    std::ifstream in("/proc/loadavg");
+    std::string a, b, c;
+    in >> a >> b >> c;
+    return a + " " + b + " " + c;
+}
+
+// Returns: the peak resident memory of this process (VmHWM), in bytes.
+std::size_t peak_resident_bytes() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    return 0;
+}
+
+[[noreturn]] void die(const std::string& what) {
+    std::cerr << "ews_bench_eval: " << what << "\n";
+    std::exit(2);
+}
+
+class Progress {
+public:
+    Progress() : on_(::isatty(2) == 1) {}
+    void operator()(const std::string& what) const {
+        if (on_) std::cerr << "\r\033[K" << what << std::flush;
+    }
+    void done() const {
+        if (on_) std::cerr << "\r\033[K" << std::flush;
+    }
+
+private:
+    bool on_;
+};
+
+double process_cpu_ms() {
+    timespec t{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) * 1e3 + double(t.tv_nsec) / 1e6;
+}
+
+// Wall time and the CPU time of all the process's threads since construction. The CPU time
+// tells how much work a step is when other processes share the cores (wall time then
+// includes waiting for a core).
+class Stopwatch {
+public:
+    double wall_ms() const {
+        return std::chrono::duration<double, std::milli>(Clock::now() - wall_).count();
+    }
+    double cpu_ms() const { return process_cpu_ms() - cpu_; }
+
+private:
+    Clock::time_point wall_ = Clock::now();
+    double cpu_ = process_cpu_ms();
+};
+
+// Wall and CPU milliseconds of the repetitions of one step.
+struct Timings {
+    std::vector<double> wall, cpu;
+    void add(const Stopwatch& w) {
+        cpu.push_back(w.cpu_ms());
+        wall.push_back(w.wall_ms());
+    }
+};
+
+double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+const std::vector<std::string>& source_names() {
+    static const std::vector<std::string> names = [] {
+        std::vector<std::string> out;
+        for (int s = 0; s < source_count; ++s) out.push_back(source_name(s));
+        return out;
+    }();
+    return names;
+}
+
+// Builds an engine holding `localities` localities with history from `first_day` to the end
+// of the year, applied in batches in key order as the daemon loads it at start; with
+// `plain`, the reference's copy too.
+Dataset load(std::size_t localities, int first_day, bool plain, const Progress& progress) {
+    Dataset d;
+    d.localities = localities;
+    const std::string tag = std::to_string(localities) + " localities";
+    const auto t0 = Clock::now();
+    d.engine = std::make_unique<ews::Engine>();
+    progress(tag + ": set_localities");
+    d.engine->set_localities(make_localities(localities));
+
+    const auto& sources = source_names();
+    std::mt19937_64 rng(20250101);
+    std::vector<Row> one;
+    // The batch's Observations are reused, so their strings keep their buffers.
+    std::vector<ews::Observation> batch(batch_rows);
+    std::size_t used = 0;
+    if (plain) d.plain.locality_series.reserve(localities + 1);
+    for (std::size_t l = 0; l < localities; ++l) {
+        generate_locality(l, first_day, rng, one);
+        const std::string id = locality_id(l);
+        if (plain) d.plain.locality_series.push_back(d.plain.series_begin.size());
+        for (std::size_t i = 0; i < one.size(); ++i) {
+            const Row& r = one[i];
+            ews::Observation& o = batch[used++];
+            o.locality.assign(id);
+            o.time = day_time(r.day);
+            o.kind.assign(kinds[r.kind]);
+            o.value = r.value;
+            o.weight = r.weight;
+            o.source.assign(sources[r.source]);
+            if (plain) {
+                if (i == 0 || one[i - 1].kind != r.kind)
+                    d.plain.series_begin.push_back(d.plain.points.size());
+                d.plain.points.push_back({o.time, o.value, o.weight, sources[r.source]});
+            }
+            if (used == batch_rows) {
+                d.engine->apply(batch);
+                used = 0;
+            }
+        }
+        d.observations += one.size();
+        if (l % 4096 == 0)
+            progress(tag + ": loaded " + std::to_string(d.observations) + " observations");
+    }
+    batch.resize(used);
+    d.engine->apply(batch);
+    if (plain) {
+        d.plain.series_begin.push_back(d.plain.points.size());
+        d.plain.locality_series.push_back(d.plain.series_begin.size() - 1);
+    }
+    d.load_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (d.engine->observation_count() != d.observations)
+        die(tag + ": the engine holds " + std::to_string(d.engine->observation_count()) +
+            " observations, expected " + std::to_string(d.observations));
+    return d;
+}
+
+// The reference: every visible point of every series read once.
+// Returns: the sum of value * weight, so the pass cannot be optimised away.
+double plain_pass(const PlainData& data, TimePoint now) {
+    double sum = 0;
+    const std::size_t localities = data.locality_series.size() - 1;
+    for (std::size_t l = 0; l < localities; ++l) {
+        for (std::size_t s = data.locality_series[l]; s < data.locality_series[l + 1]; ++s) {
+            const auto* begin = data.points.data() + data.series_begin[s];
+            const auto* end = data.points.data() + data.series_begin[s + 1];
+            end = std::upper_bound(begin, end, now, [](TimePoint t, const ews::sdk::Point& p) {
+                return t < p.time;
+            });
+            for (const auto* p = begin; p != end; ++p) sum += p->value * p->weight;
+        }
+    }
+    return sum;
+}
+
+// Counts the threads that call assess() during one evaluation: each thread records itself
+// once per generation.
+class ThreadCounter {
+public:
+    void next_generation() {
+        std::lock_guard lock(mutex_);
+        ++generation_;
+        seen_.clear();
+    }
+    void record() const {
+        thread_local std::uint64_t recorded = 0;
+        const std::uint64_t g = generation_.load(std::memory_order_relaxed);
+        if (recorded == g) return;
+        recorded = g;
+        std::lock_guard lock(mutex_);
+        seen_.insert(std::this_thread::get_id());
+    }
+    std::size_t count() const {
+        std::lock_guard lock(mutex_);
+        return seen_.size();
+    }
+
+private:
+    std::atomic<std::uint64_t> generation_{1};
+    mutable std::mutex mutex_;
+    mutable std::set<std::thread::id> seen_;
+};
+
+// Bench-side plugin that reads every visible point of the locality's own series once,
+// through the engine's view, and returns their sum of value * weight as an evidence value.
+class WalkIndicator final : public ews::sdk::Indicator {
+public:
+    explicit WalkIndicator(ThreadCounter& threads) : threads_(threads) {}
+    ews::sdk::Descriptor describe() const override {
+        return {"walk", "1.0.0", {"incident.*", "presence.report", "school.*"}, {}};
+    }
+    void configure(const ews::sdk::Params&) override {}
+    ews::sdk::Assessment assess(const ews::sdk::LocalityView& view, TimePoint) const override {
+        threads_.record();
+        double sum = 0;
+        for (const char* kind : kinds)
+            for (const auto& p : view.series(kind)) sum += p.value * p.weight;
+        ews::sdk::Assessment a;
+        a.status = ews::sdk::Status::ok;
+        a.evidence.values.push_back({"sum", sum, false});
+        return a;
+    }
+
+private:
+    ThreadCounter& threads_;
+};
+
+// Bench-side plugin that does nothing: what remains is the engine's own cost per call.
+class NullIndicator final : public ews::sdk::Indicator {
+public:
+    ews::sdk::Descriptor describe() const override { return {"null", "1.0.0", {}, {}}; }
+    void configure(const ews::sdk::Params&) override {}
+    ews::sdk::Assessment assess(const ews::sdk::LocalityView&, TimePoint) const override {
+        ews::sdk::Assessment a;
+        a.status = ews::sdk::Status::ok;
+        return a;
+    }
+};
+
+ews::LoadedPlugin in_process(std::shared_ptr<ews::sdk::Indicator> indicator) {
+    ews::LoadedPlugin p;
+    p.descriptor = indicator->describe();
+    p.file = "(in the bench)/" + p.descriptor.name;
+    p.indicator = std::move(indicator);
+    return p;
+}
+
+// Dies when a plugin call failed in the last evaluation: a timing of errors means nothing.
+void require_no_faults(const ews::Engine& engine, const std::vector<ews::LoadedPlugin>& plugins) {
+    const auto& stats = engine.last_call_stats();
+    for (std::size_t i = 0; i < stats.size() && i < plugins.size(); ++i) {
+        if (stats[i].errors == 0) continue;
+        std::string why = stats[i].first_failures.empty() ? "" : stats[i].first_failures[0].second;
+        die(plugins[i].name() + " failed " + std::to_string(stats[i].errors) + " calls: " + why);
+    }
+}
+
+// What the daemon's Pipeline::evaluate does per result after the engine: the composite,
+// then the level machine (a stale or failing indicator may not lower a level).
+// Returns: how many level changes step() reported.
+std::size_t score_results(const std::vector<ews::LocalityResult>& results,
+                          const std::vector<std::string>& names,
+                          std::vector<ews::AlertState>& states, TimePoint now,
+                          const ews::AlertingParams& params) {
+    static const std::map<std::string, double> weights;  // every indicator weighs 1
+    std::size_t events = 0;
+    for (const auto& r : results) {
+        const ews::Composite composite = ews::compose(names, r.assessments, weights);
+        const bool may_lower = std::none_of(
+            r.assessments.begin(), r.assessments.end(), [](const ews::sdk::Assessment& a) {
+                return a.status == ews::sdk::Status::stale || a.status == ews::sdk::Status::error;
+            });
+        if (ews::step(states[r.locality], composite.score, composite.floor, now, params, may_lower))
+            ++events;
+    }
+    return events;
+}
+
+const char* status_name(ews::sdk::Status s) {
+    switch (s) {
+        case ews::sdk::Status::ok: return "ok";
+        case ews::sdk::Status::stale: return "stale";
+        case ews::sdk::Status::no_data: return "no_data";
+        case ews::sdk::Status::error: return "error";
+    }
+    return "?";
+}
+
+// New observations for the incremental measurement: one in each of `count` distinct random
+// localities at time `at`, alternately an incident count (the locality's monitor) and a
+// presence confidence (its field team), as weekly reports arrive.
+std::vector<ews::Observation> new_observations(std::size_t localities, std::size_t count,
+                                               TimePoint at, std::mt19937_64& rng) {
+    const auto& sources = source_names();
+    std::unordered_set<std::size_t> picked;
+    std::vector<ews::Observation> rows;
+    rows.reserve(count);
+    while (rows.size() < std::min(count, localities)) {
+        const std::size_t l = rng() % localities;
+        if (!picked.insert(l).second) continue;
+        ews::Observation o;
+        o.locality = locality_id(l);
+        o.time = at;
+        if (rows.size() % 2 == 0) {
+            o.kind = kinds[rng() % incident_kinds];
+            o.value = double(rng() % 6);
+            o.source = sources[1 + l % 40];
+        } else {
+            o.kind = kinds[presence_kind];
+            o.value = double(rng() % 101) / 100.0;
+            o.source = sources[41 + l % 10];
+        }
+        rows.push_back(std::move(o));
+    }
+    return rows;
+}
+
+struct Incremental {
+    Timings total;  // apply + evaluate(only_dirty), per repetition
+    Timings apply;
+    std::size_t assessed = 0;  // localities assessed, summed over repetitions
+};
+
+// Measures `reps` incremental evaluations, the k-th with its new rows k hours after the day
+// following the history. The dirty marks must be clear on entry.
+Incremental measure_incremental(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
+                                const Options& o, const Progress& progress) {
+    Incremental out;
+    std::mt19937_64 rng(7 + d.localities);
+    for (int rep = 0; rep < o.incremental_reps; ++rep) {
+        progress(std::to_string(d.localities) + " localities: incremental evaluation " +
+                 std::to_string(rep + 1) + "/" + std::to_string(o.incremental_reps));
+        const TimePoint at = day_time(year_days) + std::chrono::hours(rep + 1);
+        const auto rows = new_observations(d.localities, o.new_rows, at, rng);
+        const Stopwatch watch;
+        d.engine->apply(rows);
+        out.apply.add(watch);
+        const std::size_t dirty = d.engine->dirty_count();
+        const auto results = d.engine->evaluate(plugins, at, true);
+        out.total.add(watch);
+        if (results.size() != dirty)
+            die("incremental evaluation assessed " + std::to_string(results.size()) +
+                " localities, " + std::to_string(dirty) + " were dirty");
+        require_no_faults(*d.engine, plugins);
+        out.assessed += results.size();
+    }
+    return out;
+}
+
+// Clears the dirty marks set_localities left, without running plugin code: an evaluation
+// with no plugins selects every locality and assesses none.
+void clear_dirty(ews::Engine& engine) { engine.evaluate({}, day_time(year_days), false); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    ews::keep_freed_memory();  // as ewsd's main() does
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto text = [&]() -> std::string {
+            if (i + 1 >= argc) die(a + " needs a value");
+            return argv[++i];
+        };
+        auto number = [&]() -> std::size_t { return std::stoul(text()); };
+        if (a == "--localities") o.localities = number();
+        else if (a == "--large") o.large = number();
+        else if (a == "--light-days") o.light_days = int(number());
+        else if (a == "--reps") o.reps = int(number());
+        else if (a == "--incremental-reps") o.incremental_reps = int(number());
+        else if (a == "--new-rows") o.new_rows = number();
+        else if (a == "--plugin-dir") o.plugin_dir = text();
+        else {
+            std::cerr << "usage: ews_bench_eval [--localities N] [--large N (0: none)] "
+                         "[--light-days DAYS] [--reps N] [--incremental-reps N] [--new-rows N] "
+                         "[--plugin-dir DIR]\n";
+            return 2;
+        }
+    }
+    if (o.localities == 0 || o.reps < 1 || o.incremental_reps < 1 || o.new_rows == 0 ||
+        o.light_days < 1 || o.light_days > year_days)
+        die("localities, reps, incremental-reps and new-rows must be > 0, light-days 1..365");
+
+    // The three shipped plugins, as the daemon loads them.
+    const char* shipped[] = {"school_dropout", "community_incidents", "group_presence"};
+    ews::PluginSet set;
+    try {
+        set = ews::load_plugins(o.plugin_dir, {});
+    } catch (const std::exception& e) {
+        die(e.what());
+    }
+    std::vector<ews::LoadedPlugin> plugins;
+    for (const char* name : shipped) {
+        const ews::LoadedPlugin* p = set.find(name);
+        if (!p) {
+            std::string why;
+            for (const auto& r : set.refused) why += "; " + r.file.string() + ": " + r.reason;
+            die("plugin " + std::string(name) + " not found in " + o.plugin_dir.string() +
+                " (build it, or pass --plugin-dir)" + why);
+        }
+        plugins.push_back(*p);
+    }
+    std::vector<std::string> names;
+    for (const auto& p : plugins) names.push_back(p.name());
+
+    Progress progress;
+    const std::string load_before = load_average();
+    const unsigned cores = std::thread::hardware_concurrency();
+    bool pass = true;
+
+    // ---- 1. full evaluation, 100k localities, a year of history ---------------------------
+    Dataset year = load(o.localities, 0, true, progress);
+    const TimePoint now = day_time(year_days);
+    std::printf("data: %zu localities (grid 100 wide, up to 4 neighbours), %zu observations "
+                "(a year: monthly school counts, fortnightly presence, weekly incidents), "
+                "loaded in %.1f s; now = the day after\n",
+                year.localities, year.observations, year.load_seconds);
+
+    ThreadCounter threads;
+    auto walk = in_process(std::make_shared<WalkIndicator>(threads));
+    auto null = in_process(std::make_shared<NullIndicator>());
+
+    // The walking plugin and the reference must read the same data.
+    {
+        progress("checking the reference against the engine's views");
+        threads.next_generation();
+        const auto r = year.engine->evaluate({walk}, now, false);
+        double through_views = 0;
+        for (const auto& x : r) through_views += x.assessments[0].evidence.values.at(0).value;
+        const double plain = plain_pass(year.plain, now);
+        if (!(std::abs(through_views - plain) <= 1e-9 * std::abs(plain)))
+            die("the reference reads other data than the engine: sum " + std::to_string(plain) +
+                " against " + std::to_string(through_views));
+    }
+    const std::size_t engine_threads = threads.count();
+
+    std::vector<ews::AlertState> states(year.localities);
+    for (std::size_t i = 0; i < states.size(); ++i)
+        states[i].locality = year.engine->locality(i).id;
+    const ews::AlertingParams alerting;
+    Timings reference, engine, scored;
+    std::map<std::string, std::map<std::string, std::size_t>> statuses;  // plugin -> status -> n
+    std::size_t level_changes = 0;
+    double checksum = 0;
+    for (int rep = 0; rep < o.reps; ++rep) {
+        progress("full evaluation " + std::to_string(rep + 1) + "/" + std::to_string(o.reps));
+        {
+            const Stopwatch watch;
+            checksum += plain_pass(year.plain, now);
+            reference.add(watch);
+        }
+        const Stopwatch watch;
+        {
+            auto r = year.engine->evaluate(plugins, now, false);
+            engine.add(watch);
+            level_changes += score_results(r, names, states, now, alerting);
+            if (rep == 0) {
+                require_no_faults(*year.engine, plugins);
+                for (const auto& x : r)
+                    for (std::size_t c = 0; c < names.size(); ++c)
+                        ++statuses[names[c]][status_name(x.assessments[c].status)];
+            }
+        }  // the results are released here, as the daemon releases them
+        scored.add(watch);
+    }
+    const double ref = median(reference.wall), eng = median(engine.wall),
+                 eng_scored = median(scored.wall);
+    const double eng_ratio = eng / ref, scored_ratio = eng_scored / ref;
+    const bool full_ok = scored_ratio <= full_ratio_target && eng_scored < full_ms_target;
+    pass = pass && full_ok;
+
+    std::printf("\nfull evaluation, %zu localities x 3 indicators, median of %d; engine threads: "
+                "%zu of %u cores, reference: 1 thread (cpu: CPU time of all threads)\n",
+                year.localities, o.reps, engine_threads, cores);
+    std::printf("%-42s %9s %9s %9s %9s %7s %17s %s\n", "what", "ms", "cpu ms", "ref ms",
+                "ref cpu", "ratio", "target", "result");
+    std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f %17s\n", "engine (Engine::evaluate)", eng,
+                median(engine.cpu), ref, median(reference.cpu), eng_ratio, "");
+    std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f %17s %s\n",
+                "engine + compose + step, results released", eng_scored, median(scored.cpu), ref,
+                median(reference.cpu), scored_ratio, "<= 5x, < 1000 ms",
+                full_ok ? "pass" : "FAIL");
+    std::printf("  statuses:");
+    for (const auto& [plugin, by] : statuses) {
+        std::printf(" %s", plugin.c_str());
+        for (const auto& [status, n] : by) std::printf(" %s %zu", status.c_str(), n);
+        std::printf(";");
+    }
+    std::printf(" level changes over the repetitions: %zu\n", level_changes);
+    std::fflush(stdout);
+
+    // ---- where the time goes: each plugin alone, the engine's own cost per call ----------
+    struct Part {
+        std::string what;
+        ews::LoadedPlugin plugin;
+    };
+    std::vector<Part> parts;
+    for (const auto& p : plugins) parts.push_back({p.name(), p});
+    parts.push_back({"walk (bench: reads own points once)", walk});
+    parts.push_back({"null (bench: returns at once)", null});
+    nlohmann::json breakdown = nlohmann::json::array();
+    std::printf("\nwhere the engine's time goes: one plugin at a time over the %zu localities, "
+                "median of %d\n",
+                year.localities, o.reps);
+    std::printf("%-42s %9s %9s %15s\n", "plugin", "ms", "cpu ms", "cpu us per call");
+    double alone_wall = 0, alone_cpu = 0;
+    for (const auto& part : parts) {
+        Timings t;
+        for (int rep = 0; rep < o.reps; ++rep) {
+            progress("one plugin at a time: " + part.what);
+            const Stopwatch watch;
+            { auto r = year.engine->evaluate({part.plugin}, now, false); }
+            t.add(watch);
+            require_no_faults(*year.engine, {part.plugin});
+        }
+        const double wall = median(t.wall), cpu = median(t.cpu);
+        if (part.what == part.plugin.name()) {
+            alone_wall += wall;
+            alone_cpu += cpu;
+        }
+        const double per_call_us = cpu * 1000.0 / double(year.localities);
+        std::printf("%-42s %9.1f %9.1f %15.2f\n", part.what.c_str(), wall, cpu, per_call_us);
+        breakdown.push_back({{"what", part.what},
+                             {"median_ms", wall},
+                             {"median_cpu_ms", cpu},
+                             {"cpu_us_per_call", per_call_us}});
+    }
+    std::printf("%-42s %9.1f %9.1f   (all three in one evaluation: %.1f ms, cpu %.1f)\n",
+                "sum of the three plugins alone", alone_wall, alone_cpu, eng, median(engine.cpu));
+    std::fflush(stdout);
+
+    // ---- 2. incremental evaluation ------------------------------------------------------
+    progress("incremental evaluation, a year of history");
+    const Incremental inc_year = measure_incremental(year, plugins, o, progress);
+    const std::size_t year_observations = year.observations;
+    year = Dataset{};  // frees the year before the other sizes are built
+
+    const int light_first_day = year_days - o.light_days;
+    struct Size {
+        std::size_t localities;
+        std::size_t observations = 0;
+        double load_seconds = 0;
+        Incremental inc;
+    };
+    std::vector<Size> sizes{{o.localities}};
+    if (o.large > 0) sizes.push_back({o.large});
+    for (auto& s : sizes) {
+        Dataset d = load(s.localities, light_first_day, false, progress);
+        clear_dirty(*d.engine);
+        s.observations = d.observations;
+        s.load_seconds = d.load_seconds;
+        s.inc = measure_incremental(d, plugins, o, progress);
+    }
+    progress.done();
+
+    std::printf("\nincremental evaluation: Engine::apply of %zu new observations (in as many "
+                "random localities) + Engine::evaluate(only_dirty), median of %d\n",
+                o.new_rows, o.incremental_reps);
+    std::printf("%-42s %9s %9s %9s %9s %12s\n", "what", "ms", "cpu ms", "apply ms", "assessed",
+                "observations");
+    auto inc_row = [&](const std::string& what, const Incremental& inc, std::size_t observations) {
+        std::printf("%-42s %9.1f %9.1f %9.2f %9zu %12zu\n", what.c_str(), median(inc.total.wall),
+                    median(inc.total.cpu), median(inc.apply.wall),
+                    inc.assessed / std::size_t(o.incremental_reps), observations);
+    };
+    inc_row(std::to_string(o.localities) + " localities, a year", inc_year, year_observations);
+    for (const auto& s : sizes)
+        inc_row(std::to_string(s.localities) + " localities, last " + std::to_string(o.light_days) +
+                    " days",
+                s.inc, s.observations);
+    const double inc_vs_full = median(inc_year.total.wall) / eng;
+    std::printf("incremental / full evaluation at %zu localities (a year, engine only): %.4f\n",
+                o.localities, inc_vs_full);
+    double inc_ratio = 0, inc_ratio_cpu = 0;
+    bool inc_ok = true;
+    if (sizes.size() > 1) {
+        inc_ratio = median(sizes[1].inc.total.wall) / median(sizes[0].inc.total.wall);
+        inc_ratio_cpu = median(sizes[1].inc.total.cpu) / median(sizes[0].inc.total.cpu);
+        inc_ok = inc_ratio <= incremental_ratio_target;
+        pass = pass && inc_ok;
+        std::printf("incremental %zu / %zu localities (the same %d days of history each): %.2f "
+                    "(cpu %.2f), target <= 2: %s\n",
+                    sizes[1].localities, sizes[0].localities, o.light_days, inc_ratio,
+                    inc_ratio_cpu, inc_ok ? "pass" : "FAIL");
+    }
+
+    const std::string load_after = load_average();
+    const std::size_t peak = peak_resident_bytes();
+    std::printf("load average before %s, after %s; %u cores; peak resident %.0f MiB; "
+                "checksum %.6g\n",
+                load_before.c_str(), load_after.c_str(), cores,
+                double(peak) / (1024.0 * 1024.0), checksum);
+
+    auto timing_json = [](const Timings& t) {
+        return nlohmann::json{{"median_ms", median(t.wall)},
+                              {"median_cpu_ms", median(t.cpu)},
+                              {"runs_ms", t.wall},
+                              {"runs_cpu_ms", t.cpu}};
+    };
+    nlohmann::json inc_json = nlohmann::json::array();
+    inc_json.push_back({{"localities", o.localities},
+                        {"history_days", year_days},
+                        {"observations", year_observations},
+                        {"apply_and_evaluate", timing_json(inc_year.total)},
+                        {"apply", timing_json(inc_year.apply)}});
+    for (const auto& s : sizes)
+        inc_json.push_back({{"localities", s.localities},
+                            {"history_days", o.light_days},
+                            {"observations", s.observations},
+                            {"load_seconds", s.load_seconds},
+                            {"apply_and_evaluate", timing_json(s.inc.total)},
+                            {"apply", timing_json(s.inc.apply)}});
+    nlohmann::json doc{
+        {"benchmark", "eval"},
+        {"reference",
+         "one plain pass on one thread over the same points in plain vectors: every series "
+         "cut at now by upper_bound, every visible point's value * weight summed once"},
+        {"measured",
+         "Engine::evaluate(plugins, now, false) with school_dropout, community_incidents and "
+         "group_presence; then compose + step per result and releasing the results"},
+        {"plugin_dir", o.plugin_dir.string()},
+        {"engine_threads", engine_threads},
+        {"cores", cores},
+        {"full",
+         {{"localities", o.localities},
+          {"observations", year_observations},
+          {"repetitions", o.reps},
+          {"reference", timing_json(reference)},
+          {"engine", timing_json(engine)},
+          {"engine_and_scoring", timing_json(scored)},
+          {"engine_ratio", eng_ratio},
+          {"engine_and_scoring_ratio", scored_ratio},
+          {"target", "engine + scoring <= 5x reference and < 1000 ms"},
+          {"pass", full_ok}}},
+        {"breakdown", breakdown},
+        {"incremental",
+         {{"new_observations", o.new_rows},
+          {"repetitions", o.incremental_reps},
+          {"sizes", inc_json},
+          {"incremental_over_full", inc_vs_full},
+          {"large_over_small", inc_ratio},
+          {"large_over_small_cpu", inc_ratio_cpu},
+          {"target", "large / small <= 2"},
+          {"pass", inc_ok}}},
+        {"load_average_before", load_before},
+        {"load_average_after", load_after},
+        {"peak_resident_bytes", peak},
+        {"pass", pass}};
+    std::error_code ec;
+    fs::create_directories(EWS_BENCH_RESULTS_DIR, ec);
+    std::ofstream(fs::path(EWS_BENCH_RESULTS_DIR) / "eval.json") << doc.dump(2) << "\n";
+    return pass ? 0 : 1;
+}
