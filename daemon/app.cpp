@@ -318,7 +318,7 @@ private:
                std::to_string(open[3]) + " critical";
     }
 
-    std::string status_json() const {
+    std::string status_json() {
         nlohmann::json j;
         j["schema"] = "ews.status/1";
         j["version"] = EWS_VERSION;
@@ -353,6 +353,14 @@ private:
                                 {"failed_assessments", ev.failed_assessments}};
         auto open = pipeline_.open_alerts();
         j["open_alerts"] = {{"watch", open[1]}, {"warning", open[2]}, {"critical", open[3]}};
+        const auto lifecycle = pipeline_.lifecycle_counts();
+        j["flapping"] = lifecycle.flapping;
+        j["data_gaps"] = lifecycle.data_gaps;
+        try {
+            j["silences"] = pipeline_.store().silences(wall_now(), false).size();
+        } catch (const std::exception& e) {
+            j["silences"] = nullptr;  // the store failed: status still answers
+        }
         auto& seqs = j["last_seq"] = nlohmann::json::object();
         for (const auto& ep : pipeline_.config().publish) seqs[ep.name] = pipeline_.last_seq(ep.name);
         j["ingest"] = {{"rows", ingested_rows_}, {"rejected", rejected_rows_}};

@@ -216,6 +216,15 @@ std::array<std::size_t, 4> Pipeline::open_alerts() const {
     return n;
 }
 
+Pipeline::LifecycleCounts Pipeline::lifecycle_counts() const {
+    LifecycleCounts n;
+    for (const auto& [id, s] : states_) {
+        n.flapping += s.flapping ? 1 : 0;
+        n.data_gaps += s.gaps.size();
+    }
+    return n;
+}
+
 std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
     auto started = std::chrono::steady_clock::now();
     std::vector<std::string> names;

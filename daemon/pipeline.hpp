@@ -105,6 +105,12 @@ public:
     const Quarantine& quarantine() const { return quarantine_; }
     // Open alerts by level (index = Level).
     std::array<std::size_t, 4> open_alerts() const;
+    // Localities flapping now, and open data gaps (locality x indicator), for status.
+    struct LifecycleCounts {
+        std::size_t flapping = 0;
+        std::size_t data_gaps = 0;
+    };
+    LifecycleCounts lifecycle_counts() const;
     ObservationRules rules(TimePoint now) const;
 
 private:
