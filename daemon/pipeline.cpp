@@ -246,9 +246,9 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
                                 : config_.publish;
     std::size_t repeated = 0;
 
-    for (const auto& r : results) {
+    for (auto& r : results) {
         const Locality& loc = engine_.locality(r.locality);
-        Composite composite = compose(names, r.assessments, config_.weights);
+        Composite composite = compose(names, std::move(r.assessments), config_.weights);
         auto [it, inserted] = states_.try_emplace(loc.id);
         if (inserted) it->second.locality = loc.id;
         AlertState& state = it->second;
@@ -259,8 +259,8 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
         reading.score = composite.evidence ? composite.score : std::nan("");
         reading.floor = composite.floor;
         reading.indicators.reserve(names.size());
-        for (std::size_t i = 0; i < names.size() && i < r.assessments.size(); ++i)
-            reading.indicators.push_back({names[i], r.assessments[i].status, r.assessments[i].newest});
+        for (const auto& c : composite.contributions)
+            reading.indicators.push_back({c.indicator, c.assessment.status, c.assessment.newest});
         const auto result = advance(state, reading, now, params, covering(silences, loc, now));
         if (!result.advanced) {
             ++repeated;

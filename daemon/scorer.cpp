@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
+#include <utility>
 
 namespace ews {
 
@@ -28,9 +30,11 @@ bool scored(sdk::Status status) {
 
 }  // namespace
 
-Composite compose(const std::vector<std::string>& indicators,
-                  const std::vector<sdk::Assessment>& assessments,
-                  const std::map<std::string, double>& weights) {
+namespace {
+
+template <class Assessments>
+Composite compose_from(const std::vector<std::string>& indicators, Assessments& assessments,
+                       const std::map<std::string, double>& weights) {
     Composite out;
     out.contributions.reserve(indicators.size());
     double weighted_score = 0;  // sum(w * c * s) over scored indicators
@@ -44,7 +48,10 @@ Composite compose(const std::vector<std::string>& indicators,
         c.weight = w == weights.end() ? 1.0 : w->second;
         const double weight = std::isfinite(c.weight) && c.weight > 0 ? c.weight : 0.0;
         if (i < assessments.size()) {
-            c.assessment = assessments[i];
+            if constexpr (std::is_const_v<Assessments>)
+                c.assessment = assessments[i];
+            else
+                c.assessment = std::move(assessments[i]);
             out.floor = std::max(out.floor, to_level(c.assessment.floor));
         }
         // A missing assessment stays the default one: status no_data, confidence 0.
@@ -70,6 +77,20 @@ Composite compose(const std::vector<std::string>& indicators,
     if (weight_total > 0)
         out.confidence = std::clamp(finite_or_zero(weighted_conf / weight_total), 0.0, 1.0);
     return out;
+}
+
+}  // namespace
+
+Composite compose(const std::vector<std::string>& indicators,
+                  const std::vector<sdk::Assessment>& assessments,
+                  const std::map<std::string, double>& weights) {
+    return compose_from(indicators, assessments, weights);
+}
+
+Composite compose(const std::vector<std::string>& indicators,
+                  std::vector<sdk::Assessment>&& assessments,
+                  const std::map<std::string, double>& weights) {
+    return compose_from(indicators, assessments, weights);
 }
 
 }  // namespace ews

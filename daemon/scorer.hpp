@@ -33,5 +33,10 @@ struct Composite {
 Composite compose(const std::vector<std::string>& indicators,
                   const std::vector<sdk::Assessment>& assessments,
                   const std::map<std::string, double>& weights);
+// The same, moving the assessments (evidence text and values) into the contributions
+// instead of copying them: the evaluation's hot path.
+Composite compose(const std::vector<std::string>& indicators,
+                  std::vector<sdk::Assessment>&& assessments,
+                  const std::map<std::string, double>& weights);
 
 }  // namespace ews
