@@ -669,7 +669,7 @@ int main(int argc, char** argv) {
     std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f %17s\n", "engine (Engine::evaluate)", eng,
                 median(engine.cpu), ref, median(reference.cpu), eng_ratio, "");
     std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f %17s %s\n",
-                "engine + compose + step, results released", eng_scored, median(scored.cpu), ref,
+                "engine + compose + advance, released", eng_scored, median(scored.cpu), ref,
                 median(reference.cpu), scored_ratio, "<= 5x, < 1000 ms",
                 full_ok ? "pass" : "FAIL");
     std::printf("  statuses:");
@@ -809,7 +809,7 @@ int main(int argc, char** argv) {
          "cut at now by upper_bound, every visible point's value * weight summed once"},
         {"measured",
          "Engine::evaluate(plugins, now, false) with school_dropout, community_incidents and "
-         "group_presence; then compose + step per result and releasing the results"},
+         "group_presence; then compose + advance per result and releasing the results"},
         {"plugin_dir", o.plugin_dir.string()},
         {"engine_threads", engine_threads},
         {"cores", cores},
