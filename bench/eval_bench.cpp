@@ -10,7 +10,7 @@
 //                    loaded by ews::load_plugins from the built plugin directory with their
 //                    default parameters; and the same followed by what the daemon adds per
 //                    locality on its main thread (Pipeline::evaluate): ews::compose and
-//                    ews::step of the level machine for every result, then releasing the
+//                    ews::advance (the alert lifecycle) for every result, then releasing the
 //                    results. The alert states are kept in a vector by locality index
 //                    (the daemon keeps a map by id).
 //   full, reference: one plain pass, on one thread, over the same data held in plain vectors
