@@ -433,8 +433,10 @@ void Pipeline::quarantine_failing(const std::vector<Failing>& failing) {
 
 namespace {
 
-// A region path: codes of [A-Za-z0-9_.-] separated by single '/', none empty.
+// A region path: codes of [A-Za-z0-9_.-] separated by single '/', none empty. One trailing
+// '/' is allowed, as topics spell prefixes ("KE/KE-03/"); in_scope() ignores it.
 bool valid_region(std::string_view region) {
+    if (region.size() > 1 && region.back() == '/') region.remove_suffix(1);
     if (region.empty() || region.size() > 512) return false;
     bool segment_empty = true;
     for (char c : region) {

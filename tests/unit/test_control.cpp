@@ -193,6 +193,16 @@ TEST_CASE("silence_add refuses a bad request and stores nothing", "[control]") {
     CHECK(error_of(f.ask(json{{"op", "silence_list"}, {"all", "yes"}})) == "all: must be true or false, got \"yes\"");
 }
 
+TEST_CASE("a region is a path of codes, with at most one trailing slash", "[control]") {
+    Fixture f;
+    // As topics spell prefixes: "N/" is the region N, and holds A (in N/N1) but not B.
+    REQUIRE(f.ask(silence_request("region", "N/")) == json{{"ok", true}, {"id", 1}});
+    f.signal(9, t0);
+    CHECK(Fixture::events(f.pipeline->evaluate(t0, true)) == std::vector<std::string>{"B:raised"});
+    for (const char* bad : {"/", "/N", "N//", "N//N1", "N/N1//", "N N1"})
+        CHECK_THAT(error_of(f.ask(silence_request("region", bad))), Catch::StartsWith("region: "));
+}
+
 TEST_CASE("a silence holds a region's alerts until it is expired", "[control]") {
     Fixture f;
     REQUIRE(f.ask(silence_request("region", "N")) == json{{"ok", true}, {"id", 1}});
