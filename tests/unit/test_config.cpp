@@ -357,3 +357,55 @@ TEST_CASE("[ingest] bind and endpoint_policy configure the ingest endpoint", "[c
     CHECK_FALSE(example.ingest_bind.empty());
     CHECK(example.endpoint_policy == RejectPolicy::reject_file);
 }
+
+TEST_CASE("reminders, flap detection and playbooks load from [scoring] and [actions]", "[config]") {
+    TempDir dir;
+    const std::string f = (dir.path / "ewsd.toml").string();
+
+    SECTION("defaults") {
+        Config c = load_config(dir.write("ewsd.toml", minimal));
+        CHECK(c.repeat_every == std::chrono::seconds(7 * 86400));
+        CHECK(c.flap_window == 21);
+        CHECK(c.flap_high == 30);
+        CHECK(c.flap_low == 15);
+        CHECK(c.resolved_actions.empty());
+        CHECK(c.data_gap_actions.empty());
+        CHECK(c.indicator_actions.empty());
+    }
+    SECTION("every key") {
+        Config c = load_config(dir.write(
+            "ewsd.toml", minimal +
+                             "[scoring]\nrepeat_every_s = 0\n"
+                             "[scoring.flapping]\nwindow = 10\nhigh = 40\nlow = 12.5\n"
+                             "[actions]\nwatch = [\"review\"]\nresolved = [\"record\"]\n"
+                             "data_gap = [\"ask why\"]\n"
+                             "[actions.school_dropout]\nwarning = [\"school outreach\"]\n"));
+        CHECK(c.repeat_every == std::chrono::seconds(0));
+        CHECK(c.flap_window == 10);
+        CHECK(c.flap_high == 40);
+        CHECK(c.flap_low == 12.5);
+        CHECK(c.actions.at(Level::watch) == std::vector<std::string>{"review"});
+        CHECK(c.resolved_actions == std::vector<std::string>{"record"});
+        CHECK(c.data_gap_actions == std::vector<std::string>{"ask why"});
+        CHECK(c.indicator_actions.at("school_dropout").at(Level::warning) ==
+              std::vector<std::string>{"school outreach"});
+    }
+    SECTION("flap detection off: low may be anything below 100") {
+        Config c = load_config(dir.write("ewsd.toml", minimal + "[scoring.flapping]\nhigh = 0\n"));
+        CHECK(c.flap_high == 0);
+    }
+    SECTION("errors name the key and its place") {
+        CHECK(error_of(dir, minimal + "[scoring.flapping]\nhigh = 20\nlow = 20\n") ==
+              f + ":6:7: scoring.flapping.low: low (20) must be below high (20)");
+        CHECK(error_of(dir, minimal + "[scoring.flapping]\nwindow = 40\n") ==
+              f + ":5:10: scoring.flapping.window: expected an integer in 3..32, got 40");
+        CHECK(error_of(dir, minimal + "[scoring]\nrepeat_every_s = -1\n") ==
+              f + ":5:18: scoring.repeat_every_s: expected an integer in 0..31622400, got -1");
+        CHECK(error_of(dir, minimal + "[actions]\nnone = [\"x\"]\n") ==
+              f + ":5:1: actions.none: unknown key (expected one of: watch, warning, critical, "
+                  "resolved, data_gap, or a table [actions.<indicator>])");
+        CHECK(error_of(dir, minimal + "[actions.group_presence]\nresolved = [\"x\"]\n") ==
+              f + ":5:1: actions.group_presence.resolved: unknown key (expected one of: watch, "
+                  "warning, critical)");
+    }
+}

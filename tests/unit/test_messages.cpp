@@ -59,8 +59,9 @@ struct Fixture {
         };
     }
 
-    json payload(int min_cell = 5, std::uint64_t seq = 12) const {
+    json payload(int min_cell = 5, std::uint64_t seq = 12, const AlertState* state = nullptr) const {
         AlertMessage m;
+        m.state = state;
         m.seq = seq;
         m.event = &event;
         m.locality = &locality;
@@ -186,6 +187,49 @@ TEST_CASE("non-finite numbers are published as null", "[messages]") {
     CHECK(p.at("contributions").at(0).at("evidence").at("values").at("ratio").is_null());
     CHECK(p.at("contributions").at(0).at("evidence").at("values").at("dropouts").is_null());
     CHECK(p.at("actions") == json::array());
+}
+
+TEST_CASE("lifecycle fields: dominant, flapping, acknowledged, and a data event's gap", "[messages]") {
+    Fixture f;
+    json p = f.payload();
+    CHECK(p.at("dominant").is_null());  // no dominant index set
+    CHECK(p.at("flapping") == false);
+    CHECK(p.at("acknowledged").is_null());
+    CHECK_FALSE(p.contains("gap"));
+
+    f.composite.dominant = 0;
+    AlertState s;
+    s.flapping = true;
+    s.acked_id = f.event.alert_id;
+    s.acked_by = "officer A";
+    s.acked_at = at("2026-11-29T08:00:00Z");
+    p = f.payload(5, 12, &s);
+    CHECK(p.at("dominant") == "school_dropout");
+    CHECK(p.at("flapping") == true);
+    CHECK(p.at("acknowledged") == json{{"by", "officer A"}, {"at", "2026-11-29T08:00:00Z"}});
+
+    // An acknowledgement of another alert is not this one's.
+    s.acked_id = "KE-030-001@20261001T000000Z";
+    CHECK(f.payload(5, 12, &s).at("acknowledged").is_null());
+
+    // A data event: the gap's id and start, the open alert's id, the age of the newest data.
+    s.acked_id = f.event.alert_id;
+    s.notified_id = f.event.alert_id;
+    f.event.type = event::data_gap;
+    f.event.gap = DataGap{"community_incidents", at("2026-11-27T00:00:00Z"), sdk::Status::stale,
+                          at("2026-11-26T10:00:00Z")};
+    f.event.alert_id = gap_id(f.locality.id, *f.event.gap);
+    f.event.opened_at = f.event.gap->since;
+    p = f.payload(5, 12, &s);
+    CHECK(p.at("id") == "KE-030-001/community_incidents@20261127T000000Z");
+    CHECK(p.at("opened_at") == "2026-11-27T00:00:00Z");
+    CHECK(p.at("alert_id") == "KE-030-001@20261128T000000Z");
+    CHECK(p.at("acknowledged").is_null());  // never on data events
+    CHECK(p.at("gap") == json{{"indicator", "community_incidents"}, {"status", "stale"},
+                              {"since", "2026-11-27T00:00:00Z"}, {"newest", "2026-11-26T10:00:00Z"},
+                              {"age_s", 2 * 86400}});
+    s.notified_id.clear();
+    CHECK(f.payload(5, 12, &s).at("alert_id").is_null());
 }
 
 TEST_CASE("the heartbeat carries the endpoint's last seq", "[messages]") {

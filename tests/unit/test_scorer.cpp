@@ -108,3 +108,33 @@ TEST_CASE("non-finite inputs never give non-finite output", "[scorer]") {
         CHECK(w.confidence <= 1);
     }
 }
+
+TEST_CASE("the dominant indicator has the largest share; no evidence is not a score", "[scorer]") {
+    const std::vector<std::string> names{"a", "b", "c"};
+    // shares w*c*s: a 1*1*0.3 = 0.3, b 2*0.5*0.6 = 0.6, c stale 1*1*0.5 = 0.5
+    auto c = compose(names, {assessed(0.3, 1), assessed(0.6, 0.5), assessed(0.5, 1, sdk::Status::stale)},
+                     {{"b", 2.0}});
+    CHECK(c.evidence);
+    CHECK(c.dominant == 1);
+
+    // Scored with zero confidence, or not scored: no evidence and no dominant indicator.
+    c = compose(names, {assessed(0.9, 0), assessed(0.9, 1, sdk::Status::no_data),
+                        assessed(0.9, 1, sdk::Status::error)},
+                {});
+    CHECK_FALSE(c.evidence);
+    CHECK(c.dominant == -1);
+
+    // Evidence of no risk: scored, but nothing to dominate.
+    c = compose(names, {assessed(0, 1), assessed(0, 1), assessed(0, 1)}, {});
+    CHECK(c.evidence);
+    CHECK(c.dominant == -1);
+
+    // Moving the assessments in gives the same composite as copying them.
+    std::vector<sdk::Assessment> in{assessed(0.3, 1), assessed(0.6, 0.5), assessed(0.5, 1)};
+    in[1].evidence.text = "kept";
+    const auto copied = compose(names, in, {});
+    const auto moved = compose(names, std::move(in), {});
+    CHECK(moved.score == copied.score);
+    CHECK(moved.dominant == copied.dominant);
+    CHECK(moved.contributions[1].assessment.evidence.text == "kept");
+}
