@@ -307,10 +307,10 @@ AdvanceResult advance(AlertState& state, const Reading& reading, TimePoint now,
                                          return i.status == sdk::Status::error;
                                      });
     const bool may_lower = state.gaps.empty() && !failing;
-    Level target = target_level(reading.score, state.level, reading.floor, params);
-    if (!may_lower && target < state.level) target = state.level;
     std::optional<AlertEvent> transition =
         step(state, reading.score, reading.floor, now, params, may_lower);
+    // step() leaves the level this evaluation pointed to in `pending`, confirmed or not.
+    const Level target = state.pending;
 
     // 3. Flapping, one sample per new reading or target change.
     std::optional<AlertEvent> flap;
@@ -344,7 +344,10 @@ AdvanceResult advance(AlertState& state, const Reading& reading, TimePoint now,
         if (transition) r.held.push_back(*transition);
         if (flap) r.held.push_back(*flap);
         gap_changes(state, gaps_before, state.gaps, reading, now, r.held);
-        for (auto& e : r.held) e.held = why;
+        for (auto& e : r.held) {
+            e.held = why;
+            e.silence_id = silence->id;
+        }
         return r;
     }
     // Flapping as subscribers know it: a start and stop within a silence cancel out.

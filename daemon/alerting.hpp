@@ -73,6 +73,7 @@ struct AlertEvent {
     // Why an event was held rather than published: "flapping" or "silence <id>"; empty
     // for published events.
     std::string held;
+    std::int64_t silence_id = 0;  // the silence that held it; 0 otherwise
 
     bool operator==(const AlertEvent&) const = default;
 };
@@ -110,7 +111,9 @@ struct AdvanceResult {
 Level target_level(double score, Level current, Level floor, const AlertingParams& params);
 
 // The level machine alone. Advances `state` by one evaluation at `now` with composite
-// `score`. Updates state.score, pending and pending_count always; returns the event when the
+// `score`. Updates state.score, pending and pending_count always (afterwards `pending` is the
+// level this evaluation pointed to, with hysteresis, floor and may_lower applied, whether or
+// not it was confirmed); returns the event when the
 // confirmed level changes (raised, escalated, deescalated, resolved), setting state.level,
 // alert_id, opened_at and changed_at. With `may_lower` false the level may rise but is held
 // rather than lowered or resolved. Does not touch the notified, flap or gap fields.

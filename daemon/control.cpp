@@ -1,14 +1,12 @@
 #include "control.hpp"
 
 #include "alerting.hpp"
-
-#include <zmq_addon.hpp>
+#include "query.hpp"
 
 #include <sys/un.h>
 
 #include <exception>
 #include <initializer_list>
-#include <iterator>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -22,26 +20,12 @@ namespace {
 
 std::string dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
-std::string error_reply(const std::string& what) { return dump(Json{{"error", what}}); }
-
 // Thrown for a request the client got wrong; becomes {"error": what}.
 struct RequestError {
     std::string what;
 };
 
 constexpr const char* known_ops = "silence_add, silence_list, silence_expire, ack or status";
-
-// nlohmann's message is "[json.exception.parse_error.101] parse error at line 1, column 2:
-// <reason>"; the byte offset is reported separately, so keep only the reason.
-std::string parse_reason(const nlohmann::json::parse_error& e) {
-    std::string what = e.what();
-    const auto at = what.find("parse error");
-    if (at != std::string::npos) {
-        const auto colon = what.find(": ", at);
-        if (colon != std::string::npos) return what.substr(colon + 2);
-    }
-    return what;
-}
 
 // Rejects keys the op does not take: a misspelt optional key would otherwise be ignored
 // silently (an ack without its note, a list without "all").
@@ -310,18 +294,9 @@ ControlServer::~ControlServer() {
 
 void ControlServer::handle(Pipeline& pipeline, TimePoint now,
                            const std::function<std::string()>& status) {
-    // REP must answer every request it takes, or it cannot receive the next one: take all
-    // frames of the message, then send exactly one reply whatever they held.
-    std::vector<zmq::message_t> frames;
-    if (!zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait))
-        return;  // nothing was taken, so nothing is owed
-    std::string reply;
-    if (frames.size() != 1)
-        reply = error_reply("request must be one frame holding a JSON object, got " +
-                            std::to_string(frames.size()) + " frames");
-    else
-        reply = answer_control(frames.front().to_string(), pipeline, now, status);
-    socket_.send(zmq::buffer(reply), zmq::send_flags::dontwait);
+    serve_one_request(socket_, [&](const std::string& request) {
+        return answer_control(request, pipeline, now, status);
+    });
 }
 
 }  // namespace ews

@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <cstdlib>
 #include <stdexcept>
 
 namespace ews {
@@ -299,7 +298,7 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
             h.alert_id = e.alert_id;
             h.event = e.type;
             h.reason = e.held;
-            if (e.held.starts_with("silence ")) h.silence_id = std::atoll(e.held.c_str() + 8);
+            h.silence_id = e.silence_id;
             h.payload = alert_payload(
                 AlertMessage{0, &e, &loc, &composite, &actions, &state, config_.min_cell});
             held.push_back(std::move(h));

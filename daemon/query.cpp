@@ -28,26 +28,10 @@ std::string dump(const Json& j) {
     return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-std::string error_reply(const std::string& what) {
-    return dump(Json{{"error", what}});
-}
-
 // Thrown for a request the client got wrong; becomes {"error": what}.
 struct RequestError {
     std::string what;
 };
-
-// nlohmann's message is "[json.exception.parse_error.101] parse error at line 1, column 2:
-// <reason>"; the byte offset is reported separately, so keep only the reason.
-std::string parse_reason(const nlohmann::json::parse_error& e) {
-    std::string what = e.what();
-    const auto at = what.find("parse error");
-    if (at != std::string::npos) {
-        const auto colon = what.find(": ", at);
-        if (colon != std::string::npos) return what.substr(colon + 2);
-    }
-    return what;
-}
 
 std::uint64_t non_negative_integer(const Json& request, const char* op, const char* field) {
     const Json& v = request.at(field);
@@ -183,18 +167,37 @@ QueryServer::QueryServer(zmq::context_t& context, const std::string& bind)
 
 void QueryServer::handle(Store& store, const std::string& endpoint,
                          const std::function<std::string()>& status) {
-    // REP must answer every request it takes, or it cannot receive the next one: take all
-    // frames of the message, then send exactly one reply whatever they held.
+    serve_one_request(socket_, [&](const std::string& request) {
+        return answer_query(request, store, endpoint, status);
+    });
+}
+
+std::string error_reply(const std::string& what) {
+    return dump(Json{{"error", what}});
+}
+
+std::string parse_reason(const std::exception& parse_error) {
+    std::string what = parse_error.what();
+    const auto at = what.find("parse error");
+    if (at != std::string::npos) {
+        const auto colon = what.find(": ", at);
+        if (colon != std::string::npos) return what.substr(colon + 2);
+    }
+    return what;
+}
+
+void serve_one_request(zmq::socket_t& socket,
+                       const std::function<std::string(const std::string&)>& answer) {
     std::vector<zmq::message_t> frames;
-    if (!zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait))
+    if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait))
         return;  // nothing was taken, so nothing is owed
     std::string reply;
     if (frames.size() != 1)
         reply = error_reply("request must be one frame holding a JSON object, got " +
                             std::to_string(frames.size()) + " frames");
     else
-        reply = answer_query(frames.front().to_string(), store, endpoint, status);
-    socket_.send(zmq::buffer(reply), zmq::send_flags::dontwait);
+        reply = answer(frames.front().to_string());
+    socket.send(zmq::buffer(reply), zmq::send_flags::dontwait);
 }
 
 }  // namespace ews

@@ -7,10 +7,24 @@
 
 #include <zmq.hpp>
 
+#include <exception>
 #include <functional>
 #include <string>
 
 namespace ews {
+
+// Shared by the REP endpoints (query, control): one request in, exactly one reply out.
+
+// Takes one request from the REP `socket` when one is waiting and sends exactly one reply:
+// answer(request text) for a one-frame request, an error reply for any other shape (REP
+// cannot receive again until it has answered).
+void serve_one_request(zmq::socket_t& socket,
+                       const std::function<std::string(const std::string&)>& answer);
+// Returns: {"error": what} as JSON text.
+std::string error_reply(const std::string& what);
+// Returns: the reason of a JSON parse error without nlohmann's prefix ("[json.exception...]
+// parse error at line 1, column 2: "); callers report the byte offset themselves.
+std::string parse_reason(const std::exception& parse_error);
 
 // Returns: the reply JSON text for one request JSON text. `endpoint` is the outbox (publish
 // endpoint name) replay and snapshot read; `status` gives the status object's JSON text.

@@ -117,9 +117,13 @@ struct Lifecycle {
                 row.silence ? "silence " + std::to_string(row.silence) : "flapping";
             for (const auto& e : r.published) {
                 CHECK(e.held.empty());
+                CHECK(e.silence_id == 0);
                 CHECK(e.at == now);
             }
-            for (const auto& e : r.held) CHECK(e.held == reason);
+            for (const auto& e : r.held) {
+                CHECK(e.held == reason);
+                CHECK(e.silence_id == row.silence);  // 0 when held for flapping
+            }
             out.push_back(r);
             results.push_back(r);
         }
