@@ -61,14 +61,15 @@ std::vector<std::string> playbook(const Config& config, const AlertEvent& e, con
     return out;
 }
 
-// Returns: the first silence in force (lowest id) that covers `locality`.
+bool covers(const Silence& s, const Locality& locality) {
+    return s.locality.empty() ? in_scope(locality.region, s.region) : s.locality == locality.id;
+}
+
+// Returns: the first silence in force at `now` (lowest id) that covers `locality`.
 std::optional<ActiveSilence> covering(const std::vector<Silence>& silences, const Locality& locality,
                                       TimePoint now) {
-    for (const auto& s : silences) {
-        if (!s.active(now)) continue;
-        if (!s.locality.empty() ? s.locality == locality.id : in_scope(locality.region, s.region))
-            return ActiveSilence{s.id};
-    }
+    for (const auto& s : silences)
+        if (s.active(now) && covers(s, locality)) return ActiveSilence{s.id};
     return std::nullopt;
 }
 
@@ -109,6 +110,13 @@ Pipeline::Pipeline(Config config)
     engine_.apply(batch);
     engine_.mark_all_dirty();
     for (auto& s : store_->alert_states()) states_[s.locality] = s;
+    // Every silence not expired by hand: one that ended at its `until` still covers an
+    // evaluation `--at` an earlier time. Kept here by add_silence and expire_silence, so an
+    // evaluation reads no silences from the store.
+    for (auto& s : store_->silences(wall_now(), true))
+        if (!s.expired) silences_.push_back(std::move(s));
+    std::sort(silences_.begin(), silences_.end(),
+              [](const Silence& a, const Silence& b) { return a.id < b.id; });
     for (const auto& ep : outbox_endpoints()) seqs_[ep] = store_->last_seq(ep);
 }
 
@@ -232,9 +240,6 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
     const auto failing = review_plugin_faults(engine_.last_call_stats());
 
     const AlertingParams params = alerting_params(config_);
-    std::vector<Silence> silences = store_->silences(now, false);
-    std::sort(silences.begin(), silences.end(),
-              [](const Silence& a, const Silence& b) { return a.id < b.id; });
     std::vector<AlertState> changed;
     std::vector<OutboxRow> rows;
     std::vector<HeldRow> held;
@@ -260,7 +265,7 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
         reading.indicators.reserve(names.size());
         for (const auto& c : composite.contributions)
             reading.indicators.push_back({c.indicator, c.assessment.status, c.assessment.newest});
-        const auto result = advance(state, reading, now, params, covering(silences, loc, now));
+        const auto result = advance(state, reading, now, params, covering(silences_, loc, now));
         if (!result.advanced) {
             ++repeated;
             continue;
@@ -486,6 +491,8 @@ std::int64_t Pipeline::add_silence(Silence silence, TimePoint now) {
     silence.expired.reset();
     silence.expired_by.clear();
     const std::int64_t id = store_->add_silence(silence);
+    silence.id = id;
+    silences_.push_back(silence);  // ids grow, so silences_ stays ordered by id
     spdlog::info("silence {} added by {}: {} until {}: {}", id, silence.by,
                  silence.locality.empty() ? "region " + silence.region : "locality " + silence.locality,
                  format_time(silence.until), silence.reason);
@@ -494,20 +501,16 @@ std::int64_t Pipeline::add_silence(Silence silence, TimePoint now) {
 
 bool Pipeline::expire_silence(std::int64_t id, const std::string& by, TimePoint at) {
     if (by.empty()) throw std::invalid_argument("by: give who expires the silence");
-    std::optional<Silence> ending;
-    for (auto& s : store_->silences(at, false))
-        if (s.id == id) ending = std::move(s);
-    const bool done = store_->expire_silence(id, by, at);
-    if (!done) return false;
+    if (!store_->expire_silence(id, by, at)) return false;
     spdlog::info("silence {} expired by {}", id, by);
+    auto ending = std::find_if(silences_.begin(), silences_.end(),
+                               [id](const Silence& s) { return s.id == id; });
+    if (ending == silences_.end()) return true;  // added by another process: not held here
     // What it held is published at the next evaluation of each locality it covered: make
     // that the incremental one that follows, not the next scheduled full evaluation.
-    if (ending)
-        for (std::size_t i = 0; i < engine_.locality_count(); ++i) {
-            const Locality& l = engine_.locality(i);
-            if (ending->locality.empty() ? in_scope(l.region, ending->region) : l.id == ending->locality)
-                engine_.mark_dirty(i);
-        }
+    for (std::size_t i = 0; i < engine_.locality_count(); ++i)
+        if (covers(*ending, engine_.locality(i))) engine_.mark_dirty(i);
+    silences_.erase(ending);
     return true;
 }
 

@@ -149,6 +149,7 @@ private:
     Engine engine_;
     std::map<std::string, AlertState> states_;  // by locality id
     std::map<std::string, std::uint64_t> seqs_; // last committed seq by endpoint
+    std::vector<Silence> silences_;             // not expired by hand, by id (see the constructor)
     EvaluationStats last_eval_;
 };
 
