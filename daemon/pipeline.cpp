@@ -22,7 +22,6 @@ bool in_scope(const std::string& region, const std::string& scope) {
     return region == s || (region.size() > s.size() && region.starts_with(s) && region[s.size()] == '/');
 }
 
-namespace {
 AlertingParams alerting_params(const Config& c) {
     AlertingParams p;
     p.levels = c.levels;
@@ -35,6 +34,7 @@ AlertingParams alerting_params(const Config& c) {
     return p;
 }
 
+namespace {
 bool about_alert(const std::string& type) {
     return type == event::raised || type == event::escalated || type == event::deescalated ||
            type == event::resolved || type == event::reminder ||

@@ -14,6 +14,7 @@
 // set, and a "plugin_quarantined" event on topic ops/plugin/ goes to every endpoint's outbox.
 #pragma once
 
+#include "alerting.hpp"
 #include "config.hpp"
 #include "engine.hpp"
 #include "ingest.hpp"
@@ -152,6 +153,10 @@ private:
     std::vector<Silence> silences_;             // not expired by hand, by id (see the constructor)
     EvaluationStats last_eval_;
 };
+
+// Returns: the alerting parameters (levels, raise_after, clear_after, reminders, flapping) that
+// `config` sets; every evaluation of the daemon, and `ewsctl backtest`, alerts with these.
+AlertingParams alerting_params(const Config& config);
 
 // Returns: true when `region` lies within `scope` ("" = everywhere; "KE/KE-03" covers
 // "KE/KE-03" and "KE/KE-03/KE-030", not "KE/KE-030").

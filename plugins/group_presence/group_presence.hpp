@@ -1,7 +1,8 @@
 // group_presence.hpp: the group_presence indicator. Turns monitors' reports that an armed
 // or criminal group is present (each with a confidence 0..1) into a decaying exposure, adds
 // a share of the neighbours' exposure (spill-over), and flags a report that ends a long
-// quiet spell. Repeats from one source within one bucket count once.
+// quiet spell. Within one bucket of days, repeats from one source count once and
+// independent sources corroborate each other (their sum counts more).
 // Header-only so the unit tests can use the class; group_presence.cpp exports it.
 // Pure: no I/O, no globals, no logging; assess() is const and thread-safe.
 #pragma once
@@ -10,7 +11,10 @@
 
 #include "../plugin_support.hpp"
 
+#include <boost/container/small_vector.hpp>
+
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -28,7 +32,7 @@ class GroupPresence final : public sdk::Indicator {
 public:
     sdk::Descriptor describe() const override {
         return {"group_presence",
-                "1.0.0",
+                "1.1.0",
                 {std::string(report_kind), std::string(recruitment_kind)},
                 param_specs()};
     }
@@ -47,6 +51,7 @@ public:
         s.half_life_days = sdk::param<double>(params, specs, "half_life_days");
         s.recruitment_factor = sdk::param<double>(params, specs, "recruitment_factor");
         s.corroboration_days = sdk::param<std::int64_t>(params, specs, "corroboration_days");
+        s.corroboration_bonus = sdk::param<double>(params, specs, "corroboration_bonus");
         s.spill_half_life_days = sdk::param<double>(params, specs, "spill_half_life_days");
         s.spill_factor = sdk::param<double>(params, specs, "spill_factor");
         s.scale = sdk::param<double>(params, specs, "scale");
@@ -114,6 +119,10 @@ public:
                            fixed(spill, 2) + ") over " + std::to_string(s.lookback_days) +
                            " days to " + date_of(now);
         if (own.reports == 0) text += "; no reports here in that time";
+        if (own.corroborated_buckets > 0)
+            text += "; two or more sources in " + std::to_string(own.corroborated_buckets) +
+                    (own.corroborated_buckets == 1 ? " period" : " periods") + " of " +
+                    std::to_string(s.corroboration_days) + " days";
         if (onset.quiet_days)
             text += "; presence reported after " +
                     std::to_string(static_cast<std::int64_t>(*onset.quiet_days)) + " quiet days";
@@ -122,11 +131,13 @@ public:
         a.evidence.text = std::move(text);
 
         auto& v = a.evidence.values;
+        v.reserve(8);
         v.push_back({"exposure", total, false});
         v.push_back({"own_exposure", own.value, false});
         v.push_back({"spill_exposure", spill, false});
         v.push_back({"reports", static_cast<double>(own.reports), true});
         v.push_back({"sources", static_cast<double>(own.sources), false});
+        v.push_back({"corroborated_buckets", static_cast<double>(own.corroborated_buckets), false});
         v.push_back({"onset", onset.quiet_days ? 1.0 : 0.0, false});
         if (onset.quiet_days) v.push_back({"quiet_days", *onset.quiet_days, false});
         return a;
@@ -142,6 +153,7 @@ private:
         double half_life_days = 30;
         double recruitment_factor = 1.5;
         std::int64_t corroboration_days = 7;
+        double corroboration_bonus = 0.5;
         double spill_half_life_days = 45;
         double spill_factor = 0.3;
         double scale = 1.5;
@@ -154,6 +166,7 @@ private:
         double value = 0;
         std::int64_t reports = 0;  // points in the lookback after merging repeats
         std::int64_t sources = 0;  // distinct sources in the lookback
+        std::int64_t corroborated_buckets = 0;  // buckets with two or more positive sources
         std::optional<sdk::TimePoint> newest;
     };
 
@@ -173,6 +186,8 @@ private:
              "multiplier of presence.recruitment_activity reports"},
             {"corroboration_days", T::integer, d.corroboration_days, 1, 366,
              "bucket length (days, from a Monday) in which one source's repeats count once"},
+            {"corroboration_bonus", T::number, d.corroboration_bonus, 0, 5,
+             "extra share of a bucket's sum per independent source beyond the first"},
             {"spill_half_life_days", T::number, d.spill_half_life_days, 1, 3660,
              "half-life of neighbours' reports in the spill-over"},
             {"spill_factor", T::number, d.spill_factor, 0, 1,
@@ -188,46 +203,82 @@ private:
         };
     }
 
-    // Exposure of one locality: sum of value * weight * 2^(-age / half_life) over the
-    // reports in the lookback, where one source's reports of one kind within one bucket
-    // count once (the largest).
+    // Exposure of one locality. Reports in the lookback are grouped into buckets of
+    // corroboration_days. In a bucket, one source's reports of one kind count once, with the
+    // largest contribution c = factor * value * weight * 2^(-age / half_life); the bucket's
+    // sum of them is multiplied by 1 + corroboration_bonus * (s - 1), where s is the number
+    // of distinct sources in the bucket (either kind) with c > 0. The exposure is the sum
+    // over buckets.
     Exposure exposure(const sdk::LocalityView& view, sdk::TimePoint now, double half_life) const {
         const Settings& s = settings_;
         const sdk::TimePoint lookback_start = now - days(s.lookback_days);
-        Exposure e;
-        std::vector<std::string_view> sources;
-        struct Merged {
-            std::string_view source;
-            double contribution;
-        };
-        std::vector<Merged> bucket;
-        for (auto kind : {report_kind, recruitment_kind}) {
-            const double factor = kind == recruitment_kind ? s.recruitment_factor : 1.0;
+        const auto in_lookback = [&](std::string_view kind) {
             const auto points = visible(view.series(kind), now);
-            auto it = std::upper_bound(
+            auto first = std::upper_bound(
                 points.begin(), points.end(), lookback_start,
                 [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
-            while (it != points.end()) {
-                // Points are ordered by time, so one bucket is one contiguous run.
-                const std::int64_t b = bucket_of(it->time, s.corroboration_days);
-                bucket.clear();
-                for (; it != points.end() && bucket_of(it->time, s.corroboration_days) == b; ++it) {
-                    const double age = days_between(now, it->time);
-                    const double c = factor * std::clamp(it->value, 0.0, 1.0) *
-                                     std::max(it->weight, 0.0) * std::exp2(-age / half_life);
-                    auto m = std::find_if(bucket.begin(), bucket.end(),
-                                          [&](const Merged& x) { return x.source == it->source; });
+            return std::span<const sdk::Point>(first, points.end());
+        };
+        // Run 0 is presence.report, run 1 presence.recruitment_activity; each is ordered by
+        // time, so a bucket is one contiguous stretch of each, and the two are walked together.
+        const std::array<std::span<const sdk::Point>, 2> runs{in_lookback(report_kind),
+                                                              in_lookback(recruitment_kind)};
+        const std::array<double, 2> factors{1.0, s.recruitment_factor};
+        std::array<std::size_t, 2> at{0, 0};
+
+        struct Merged {
+            std::string_view source;
+            std::size_t run;
+            double contribution;
+        };
+        Exposure e;
+        boost::container::small_vector<std::string_view, 8> sources;
+        boost::container::small_vector<Merged, 8> bucket;
+        for (;;) {
+            std::optional<std::int64_t> b;
+            for (std::size_t r = 0; r < runs.size(); ++r)
+                if (at[r] < runs[r].size()) {
+                    const std::int64_t next = bucket_of(runs[r][at[r]].time, s.corroboration_days);
+                    if (!b || next < *b) b = next;
+                }
+            if (!b) break;
+            bucket.clear();
+            for (std::size_t r = 0; r < runs.size(); ++r) {
+                for (; at[r] < runs[r].size() &&
+                       bucket_of(runs[r][at[r]].time, s.corroboration_days) == *b;
+                     ++at[r]) {
+                    const sdk::Point& p = runs[r][at[r]];
+                    const double age = days_between(now, p.time);
+                    const double c = factors[r] * std::clamp(p.value, 0.0, 1.0) *
+                                     std::max(p.weight, 0.0) * std::exp2(-age / half_life);
+                    auto m = std::find_if(bucket.begin(), bucket.end(), [&](const Merged& x) {
+                        return x.source == p.source && x.run == r;
+                    });
                     if (m == bucket.end())
-                        bucket.push_back({it->source, c});
+                        bucket.push_back({p.source, r, c});
                     else
                         m->contribution = std::max(m->contribution, c);
-                    if (std::find(sources.begin(), sources.end(), it->source) == sources.end())
-                        sources.push_back(it->source);
-                    if (!e.newest || it->time > *e.newest) e.newest = it->time;
+                    if (std::find(sources.begin(), sources.end(), p.source) == sources.end())
+                        sources.push_back(p.source);
+                    if (!e.newest || p.time > *e.newest) e.newest = p.time;
                 }
-                for (const auto& m : bucket) e.value += m.contribution;
-                e.reports += static_cast<std::int64_t>(bucket.size());
             }
+            double sum = 0;
+            std::int64_t independent = 0;  // distinct sources with a positive contribution
+            for (auto m = bucket.begin(); m != bucket.end(); ++m) {
+                sum += m->contribution;
+                if (m->contribution > 0 &&
+                    std::none_of(bucket.begin(), m, [&](const Merged& x) {
+                        return x.source == m->source && x.contribution > 0;
+                    }))
+                    ++independent;
+            }
+            if (independent > 1) {
+                sum *= 1 + s.corroboration_bonus * static_cast<double>(independent - 1);
+                ++e.corroborated_buckets;
+            }
+            e.value += sum;
+            e.reports += static_cast<std::int64_t>(bucket.size());
         }
         e.sources = static_cast<std::int64_t>(sources.size());
         return e;

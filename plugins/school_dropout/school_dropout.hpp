@@ -1,6 +1,8 @@
 // school_dropout.hpp: the school_dropout indicator. Compares a locality's latest dropout rate
-// with its own usual rate, both shrunk toward a prior (the neighbours' pooled rate, or a
-// configured one) so that a small school's single dropout does not read as a crisis.
+// with its own usual rate for the same time of year (or its recent periods when it has too
+// few years of history), both shrunk toward a prior (the neighbours' pooled rate, or a
+// configured one) so that a small school's single dropout does not read as a crisis, and adds
+// a CUSUM over its recent periods so that a rise spread over several periods is not missed.
 // Header-only so the unit tests can use the class; school_dropout.cpp exports it.
 // Pure: no I/O, no globals, no logging; assess() is const and thread-safe.
 #pragma once
@@ -27,7 +29,7 @@ namespace ews::plugins {
 class SchoolDropout final : public sdk::Indicator {
 public:
     sdk::Descriptor describe() const override {
-        return {"school_dropout", "1.0.0", {"school.enrolled", "school.dropouts"}, param_specs()};
+        return {"school_dropout", "1.1.0", {"school.enrolled", "school.dropouts"}, param_specs()};
     }
 
     // Throws: sdk::ConfigError naming the key of an unknown, mistyped or out-of-range
@@ -41,11 +43,17 @@ public:
         }
         Settings s;
         s.baseline_days = sdk::param<std::int64_t>(params, specs, "baseline_days");
+        s.season_window_days = sdk::param<std::int64_t>(params, specs, "season_window_days");
+        s.season_years = sdk::param<std::int64_t>(params, specs, "season_years");
+        s.min_seasonal_periods = sdk::param<std::int64_t>(params, specs, "min_seasonal_periods");
         s.prior_rate = sdk::param<double>(params, specs, "prior_rate");
         s.prior_strength = sdk::param<double>(params, specs, "prior_strength");
         s.full_ratio = sdk::param<double>(params, specs, "full_ratio");
         s.min_rate = sdk::param<double>(params, specs, "min_rate");
         s.full_decades = sdk::param<double>(params, specs, "full_decades");
+        s.trend_periods = sdk::param<std::int64_t>(params, specs, "trend_periods");
+        s.trend_ratio = sdk::param<double>(params, specs, "trend_ratio");
+        s.trend_h = sdk::param<double>(params, specs, "trend_h");
         s.min_enrolment = sdk::param<double>(params, specs, "min_enrolment");
         s.full_baseline_periods = sdk::param<std::int64_t>(params, specs, "full_baseline_periods");
         s.max_age_days = sdk::param<std::int64_t>(params, specs, "max_age_days");
@@ -75,19 +83,19 @@ public:
             return a;
         }
 
-        const sdk::TimePoint window_start = latest - days(s.baseline_days);
-        const Pool own = pool(dropouts, enrolled, window_start, latest);
+        // The usual rate: the same time of year in earlier years when there are enough such
+        // periods, else the trailing window.
+        const Baseline own = baseline_at(dropouts, enrolled, latest, s);
 
-        // Prior: the neighbours' pooled rate over the same window, itself shrunk toward
-        // prior_rate so that one small neighbour cannot set it alone.
+        // Prior: the neighbours' pooled rate over the same baseline periods, itself shrunk
+        // toward prior_rate so that one small neighbour cannot set it alone. The neighbours
+        // are the region as a plugin sees it.
         Pool near;
         for (std::size_t i = 0; i < view.neighbour_count(); ++i) {
             const auto& nb = view.neighbour(i);
-            const Pool p = pool(visible(nb.series("school.dropouts"), now),
-                                visible(nb.series("school.enrolled"), now), window_start, latest);
-            near.dropouts += p.dropouts;
-            near.enrolled += p.enrolled;
-            near.periods += p.periods;
+            near.add(baseline_pool(visible(nb.series("school.dropouts"), now),
+                                   visible(nb.series("school.enrolled"), now), latest,
+                                   own.seasonal, s));
         }
         const double k = s.prior_strength;
         const bool prior_from_neighbours = near.enrolled > 0;
@@ -96,17 +104,24 @@ public:
 
         const double rate = d / n;
         const double rate_s = shrink(d, n, p0, k);
-        const double base_s = shrink(own.dropouts, own.enrolled, p0, k);
+        const double base_s = shrink(own.pool.dropouts, own.pool.enrolled, p0, k);
         const double ratio = rate_s / std::max(base_s, s.min_rate);
         // The ratio says how large the rise is; the binomial tail says whether chance could
         // give it. A small school's 3 dropouts against a usual 0.6 is a large ratio but no
-        // surprise, so the score is the smaller of the two.
+        // surprise, so the level is the smaller of the two.
         const double surprise = binomial_surprise(d, n, base_s, s.full_decades);
-        const double score = clamp01(std::min((ratio - 1) / (s.full_ratio - 1), surprise));
+        const double level = std::min((ratio - 1) / (s.full_ratio - 1), surprise);
+        // The level misses a rise spread over several periods (each one raises the usual rate
+        // of the next, and none alone is surprising); the CUSUM adds those periods up.
+        const Cusum cusum = trend_cusum(dropouts, enrolled, p0, base_s, s);
+        const double trend = std::min(1.0, cusum.sum / s.trend_h);
+        const double score = clamp01(std::max(level, trend));
 
-        double confidence = std::min(1.0, n / s.min_enrolment) *
-                            std::min(1.0, static_cast<double>(own.periods) /
-                                              static_cast<double>(s.full_baseline_periods));
+        const double baseline_factor =
+            own.seasonal ? 1.0
+                         : std::min(1.0, static_cast<double>(own.pool.periods) /
+                                             static_cast<double>(s.full_baseline_periods));
+        double confidence = std::min(1.0, n / s.min_enrolment) * baseline_factor;
         a.status = sdk::Status::ok;
         if (now - latest > days(s.max_age_days)) {
             a.status = sdk::Status::stale;
@@ -116,27 +131,43 @@ public:
         a.confidence = clamp01(confidence);
         a.newest = latest;
 
+        const std::int64_t m = own.pool.periods;
+        const double usual = m > 0 ? own.pool.dropouts / own.pool.enrolled : 0.0;
         std::string text = "dropout " + percent(rate) + " in the period to " + date_of(latest);
-        if (own.periods > 0)
-            text += " against a usual " + percent(own.dropouts / own.enrolled) + " (" +
-                    std::to_string(own.periods) + " earlier periods)";
+        if (own.seasonal)
+            text += " against the usual " + percent(usual) + " for this time of year (" +
+                    std::to_string(m) + " periods in earlier years)";
+        else if (m > 0)
+            text += " against a usual " + percent(usual) + " (" + std::to_string(m) +
+                    " earlier periods)";
         else
             text += " with no earlier periods to compare with";
         text += "; " + fixed(ratio, 1) + "x after adjusting for small numbers toward " +
                 (prior_from_neighbours ? "the neighbours' " : "a prior ") + percent(p0);
+        if (trend > 0 && trend > level) {
+            text += cusum.periods > 1 ? "; rising for " + std::to_string(cusum.periods) + " periods"
+                                      : std::string("; a jump in the latest period");
+            text += ": CUSUM S = " + fixed(cusum.sum, 1);
+        }
         if (a.status == sdk::Status::stale) text += "; data is stale";
         a.evidence.text = std::move(text);
         auto& v = a.evidence.values;
+        v.reserve(16);
         v.push_back({"dropouts", d, true});
         v.push_back({"enrolled", n, true});
         v.push_back({"rate", rate, false});
         v.push_back({"adjusted_rate", rate_s, false});
-        if (own.periods > 0) v.push_back({"usual_rate", own.dropouts / own.enrolled, false});
+        if (m > 0) v.push_back({"usual_rate", usual, false});
         v.push_back({"adjusted_usual_rate", base_s, false});
         v.push_back({"prior_rate", p0, false});
         v.push_back({"ratio", ratio, false});
         v.push_back({"surprise", surprise, false});
-        v.push_back({"baseline_periods", static_cast<double>(own.periods), false});
+        v.push_back({"level", level, false});
+        v.push_back({"baseline_periods", static_cast<double>(m), false});
+        v.push_back({"seasonal", own.seasonal ? 1.0 : 0.0, false});
+        v.push_back({"cusum", cusum.sum, false});
+        v.push_back({"cusum_periods", static_cast<double>(cusum.periods), false});
+        v.push_back({"trend", trend, false});
         return a;
     }
 
@@ -158,11 +189,17 @@ private:
 
     struct Settings {
         std::int64_t baseline_days = 365;
+        std::int64_t season_window_days = 45;
+        std::int64_t season_years = 3;
+        std::int64_t min_seasonal_periods = 3;
         double prior_rate = 0.01;
         double prior_strength = 200;
         double full_ratio = 3;
         double min_rate = 0.001;
         double full_decades = 3;
+        std::int64_t trend_periods = 6;
+        double trend_ratio = 2;
+        double trend_h = 4;
         double min_enrolment = 100;
         std::int64_t full_baseline_periods = 6;
         std::int64_t max_age_days = 62;
@@ -173,14 +210,44 @@ private:
         double dropouts = 0;
         double enrolled = 0;
         std::int64_t periods = 0;
+
+        void add(const Pool& o) {
+            dropouts += o.dropouts;
+            enrolled += o.enrolled;
+            periods += o.periods;
+        }
     };
+
+    // The periods a rate is compared with: the same time of year in earlier years
+    // (seasonal) or the trailing window.
+    struct Baseline {
+        Pool pool;
+        bool seasonal = false;
+    };
+
+    struct Cusum {
+        double sum = 0;            // S after the latest period
+        std::int64_t periods = 0;  // periods since S was last 0 (0 when S is 0)
+    };
+
+    // The mean length of the Gregorian year, 365.2425 days, in seconds: a period one year back
+    // stays at the same point of the school year over decades of leap days.
+    static constexpr std::chrono::seconds year_length{31'556'952};
 
     static std::vector<sdk::ParamSpec> param_specs() {
         const Settings d;
         using T = sdk::ParamType;
         return {
             {"baseline_days", T::integer, d.baseline_days, 28, 3660,
-             "days before the latest period whose periods form the locality's usual rate"},
+             "days before the latest period whose periods form the usual rate when too few "
+             "periods from the same time of year exist"},
+            {"season_window_days", T::integer, d.season_window_days, 0, 182,
+             "days either side of the same date in an earlier year whose periods count as the "
+             "same time of year"},
+            {"season_years", T::integer, d.season_years, 1, 20,
+             "earlier years searched for periods at the same time of year"},
+            {"min_seasonal_periods", T::integer, d.min_seasonal_periods, 1, 120,
+             "periods at the same time of year needed to use them as the usual rate"},
             {"prior_rate", T::number, d.prior_rate, 0, 1,
              "dropout rate per period assumed when neighbours have no data"},
             {"prior_strength", T::number, d.prior_strength, 0, 1e6,
@@ -191,13 +258,95 @@ private:
              "the surprise term is 1 when chance gives this many dropouts once in 10^full_decades"},
             {"min_rate", T::number, d.min_rate, 1e-6, 1,
              "lower bound of the usual rate, so a near-zero baseline cannot explode the ratio"},
+            {"trend_periods", T::integer, d.trend_periods, 1, 60,
+             "dropout periods, up to the latest, that the CUSUM trend term adds up"},
+            {"trend_ratio", T::number, d.trend_ratio, 1.1, 20,
+             "rise over the usual rate the CUSUM is tuned to detect"},
+            {"trend_h", T::number, d.trend_h, 0.1, 100,
+             "CUSUM value (log likelihood ratio) at which the trend term is 1"},
             {"min_enrolment", T::number, d.min_enrolment, 1, 1e7,
              "enrolment at which the latest rate earns full confidence"},
             {"full_baseline_periods", T::integer, d.full_baseline_periods, 1, 120,
-             "earlier periods needed for full confidence in the usual rate"},
+             "earlier periods in the trailing window needed for full confidence in the usual rate"},
             {"max_age_days", T::integer, d.max_age_days, 1, 3660,
              "age of the latest dropout count beyond which the assessment is stale"},
         };
+    }
+
+    // Returns: the baseline of the period at t: the seasonal pool when it holds at least
+    // min_seasonal_periods periods, else the trailing pool. Periods at or after t never count.
+    static Baseline baseline_at(std::span<const sdk::Point> dropouts,
+                                std::span<const sdk::Point> enrolled, sdk::TimePoint t,
+                                const Settings& s) {
+        Baseline b{seasonal_pool(dropouts, enrolled, t, s), true};
+        if (b.pool.periods >= s.min_seasonal_periods) return b;
+        return {trailing_pool(dropouts, enrolled, t, s), false};
+    }
+
+    // Returns: the pool over the seasonal windows of t, or over its trailing window: the
+    // neighbours are pooled over the periods the locality's own baseline uses.
+    static Pool baseline_pool(std::span<const sdk::Point> dropouts,
+                              std::span<const sdk::Point> enrolled, sdk::TimePoint t,
+                              bool seasonal, const Settings& s) {
+        return seasonal ? seasonal_pool(dropouts, enrolled, t, s)
+                        : trailing_pool(dropouts, enrolled, t, s);
+    }
+
+    // The periods with t - baseline_days <= time < t.
+    static Pool trailing_pool(std::span<const sdk::Point> dropouts,
+                              std::span<const sdk::Point> enrolled, sdk::TimePoint t,
+                              const Settings& s) {
+        return pool(from_to(dropouts, t - days(s.baseline_days), t), enrolled);
+    }
+
+    // The periods within season_window_days (inclusive) of t - y * 365.2425 days for
+    // y = 1..season_years. The windows do not overlap (2 * 182 days < one year) and all end
+    // before t.
+    static Pool seasonal_pool(std::span<const sdk::Point> dropouts,
+                              std::span<const sdk::Point> enrolled, sdk::TimePoint t,
+                              const Settings& s) {
+        Pool p;
+        if (dropouts.empty()) return p;
+        const auto half = days(s.season_window_days);
+        for (std::int64_t y = 1; y <= s.season_years; ++y) {
+            const sdk::TimePoint centre = t - y * year_length;
+            if (centre + half < dropouts.front().time) break;  // earlier years hold nothing
+            p.add(pool(from_through(dropouts, centre - half, centre + half), enrolled));
+        }
+        return p;
+    }
+
+    // Returns: the Poisson-approximated binomial CUSUM over the last trend_periods dropout
+    // periods up to the latest, in time order: S_j = max(0, S_{j-1} + d_j ln K -
+    // (K - 1) n_j e_j), S = 0 before the first, K = trend_ratio. e_j is the shrunk usual rate
+    // period j itself gets (baseline_at(t_j) shrunk toward p0, the latest period's prior, so
+    // that neighbours are pooled once); `latest_expected` is the latest period's, already
+    // computed. Periods with zero enrolment carry no rate and are skipped.
+    static Cusum trend_cusum(std::span<const sdk::Point> dropouts,
+                             std::span<const sdk::Point> enrolled, double p0,
+                             double latest_expected, const Settings& s) {
+        std::size_t first = dropouts.size();
+        for (std::int64_t c = 0; c < s.trend_periods && first > 0; ++c) {
+            const sdk::TimePoint t = dropouts[first - 1].time;
+            while (first > 0 && dropouts[first - 1].time == t) --first;
+        }
+        const double log_k = std::log(s.trend_ratio);
+        Cusum c;
+        for (std::size_t i = first; i < dropouts.size();) {
+            const sdk::TimePoint t = dropouts[i].time;
+            double d = 0;
+            for (; i < dropouts.size() && dropouts[i].time == t; ++i) d += dropouts[i].value;
+            const double n = enrolment_in_force(enrolled, t);
+            if (!(n > 0)) continue;
+            double expected = latest_expected;
+            if (i < dropouts.size()) {
+                const Pool b = baseline_at(dropouts, enrolled, t, s).pool;
+                expected = shrink(b.dropouts, b.enrolled, p0, s.prior_strength);
+            }
+            c.sum = std::max(0.0, c.sum + d * log_k - (s.trend_ratio - 1) * n * expected);
+            c.periods = c.sum > 0 ? c.periods + 1 : 0;
+        }
+        return c;
     }
 
     // (x + k*prior) / (n + k): the empirical-Bayes posterior mean of a rate.
@@ -225,18 +374,36 @@ private:
         return sum_at(enrolled, at);
     }
 
-    // Pools the dropout periods with from <= time < to, each with its enrolment in force;
-    // periods whose enrolment is zero carry no rate and are skipped.
-    static Pool pool(std::span<const sdk::Point> dropouts, std::span<const sdk::Point> enrolled,
-                     sdk::TimePoint from, sdk::TimePoint to) {
+    // The points with from <= time < to.
+    static std::span<const sdk::Point> from_to(std::span<const sdk::Point> s, sdk::TimePoint from,
+                                               sdk::TimePoint to) {
+        auto lo = std::lower_bound(s.begin(), s.end(), from,
+                                   [](const sdk::Point& p, sdk::TimePoint x) { return p.time < x; });
+        auto hi = std::lower_bound(lo, s.end(), to,
+                                   [](const sdk::Point& p, sdk::TimePoint x) { return p.time < x; });
+        return {lo, hi};
+    }
+
+    // The points with from <= time <= through.
+    static std::span<const sdk::Point> from_through(std::span<const sdk::Point> s,
+                                                    sdk::TimePoint from, sdk::TimePoint through) {
+        auto lo = std::lower_bound(s.begin(), s.end(), from,
+                                   [](const sdk::Point& p, sdk::TimePoint x) { return p.time < x; });
+        auto hi = std::upper_bound(lo, s.end(), through,
+                                   [](sdk::TimePoint x, const sdk::Point& p) { return x < p.time; });
+        return {lo, hi};
+    }
+
+    // Pools the dropout periods in `run` (a time-ordered slice of the dropouts, several
+    // sources at one time being one period), each with its enrolment in force; periods whose
+    // enrolment is zero carry no rate and are skipped.
+    static Pool pool(std::span<const sdk::Point> run, std::span<const sdk::Point> enrolled) {
         Pool p;
-        if (dropouts.empty() || enrolled.empty()) return p;
-        auto it = std::lower_bound(dropouts.begin(), dropouts.end(), from,
-                                   [](const sdk::Point& x, sdk::TimePoint t) { return x.time < t; });
-        while (it != dropouts.end() && it->time < to) {
+        if (run.empty() || enrolled.empty()) return p;
+        for (auto it = run.begin(); it != run.end();) {
             const sdk::TimePoint t = it->time;
             double d = 0;
-            for (; it != dropouts.end() && it->time == t; ++it) d += it->value;
+            for (; it != run.end() && it->time == t; ++it) d += it->value;
             const double n = enrolment_in_force(enrolled, t);
             if (!(n > 0)) continue;
             p.dropouts += d;

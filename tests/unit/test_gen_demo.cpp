@@ -171,32 +171,46 @@ TEST_CASE("localities form a consistent fictional country with symmetric neighbo
     }
 }
 
-TEST_CASE("the answer key marks the rising share and their neighbours", "[gen_demo]") {
+TEST_CASE("the answer key marks the rising share, the episodes and their neighbours", "[gen_demo]") {
     TempDir dir;
     demo::Summary summary = demo::generate(options_for(dir.path()));
     auto key = trajectories(dir.path());
     REQUIRE(key.size() == 300);
     CHECK(summary.rising == 18);  // 6% of 300
-    std::set<std::string> rising, spillover;
+    std::set<std::string> rising, episode, spillover;
     for (const auto& [id, t] : key) {
-        CHECK((t == "rising" || t == "spillover" || t == "quiet"));
+        CHECK((t == "rising" || t == "episode" || t == "spillover" || t == "quiet"));
         if (t == "rising") rising.insert(id);
+        if (t == "episode") episode.insert(id);
         if (t == "spillover") spillover.insert(id);
     }
     CHECK(int(rising.size()) == summary.rising);
     CHECK(int(spillover.size()) == summary.spillover);
-    // Spill-over is exactly the neighbours of rising localities that are not rising.
-    std::set<std::string> expected;
+    // About episode_rate x localities x years episodes start (0.04 x 300 = 12 expected; a
+    // Poisson count, and a locality with a rising ramp may also have had one).
+    CHECK(summary.episodes >= 3);
+    CHECK(summary.episodes <= 30);
+    CHECK(int(episode.size()) <= summary.episodes);
+    // Every neighbour of a rising locality (whose 10-16 week ramp reaches its neighbours 4
+    // weeks later) is touched: spillover unless it has an episode of its own; and only
+    // neighbours of rising or episode localities are spillover.
+    std::set<std::string> next_to_rising, next_to_any;
     for (const auto& row : read_csv(dir.path() / "localities.csv", "id,name,region,population,neighbours"))
-        if (rising.count(row[0]))
-            for (const auto& n : split(row[4], ';'))
-                if (!rising.count(n)) expected.insert(n);
-    CHECK(spillover == expected);
+        for (const auto& n : split(row[4], ';')) {
+            if (rising.count(row[0])) next_to_rising.insert(n);
+            if (rising.count(row[0]) || episode.count(row[0])) next_to_any.insert(n);
+        }
+    for (const auto& id : next_to_rising)
+        if (!rising.count(id) && !episode.count(id)) CHECK(spillover.count(id) == 1);
+    for (const auto& id : spillover) CHECK(next_to_any.count(id) == 1);
 
     TempDir none;
     auto options = options_for(none.path());
     options.rising_share = 0;
-    CHECK(demo::generate(options).rising == 1);  // the demo always has something to find
+    options.episode_rate = 0;
+    demo::Summary only_one = demo::generate(options);
+    CHECK(only_one.rising == 1);  // the demo always has something to find
+    CHECK(only_one.episodes == 0);
 }
 
 TEST_CASE("observations are valid ingest rows, sorted, split into history and weekly feed", "[gen_demo]") {
@@ -298,11 +312,14 @@ TEST_CASE("rising localities show more presence reports and dropouts in the last
             }
         for (const auto& row : read_csv(dir.path() / "history.csv", observation_header))
             if (row[2] == "school.enrolled") enrolled[row[0]] = std::stod(row[3]);  // latest wins
-        auto mean_over = [&](const std::string& trajectory, auto value) {
+        // A value over the localities of a trajectory that report that source at all (60%
+        // have presence monitors, 90% report to the school system).
+        auto mean_over = [&](const std::string& trajectory, auto value,
+                             const std::map<std::string, double>& reporting) {
             double sum = 0;
             int n = 0;
             for (const auto& [id, t] : key)
-                if (t == trajectory) {
+                if (t == trajectory && reporting.count(id)) {
                     sum += value(id);
                     ++n;
                 }
@@ -311,20 +328,30 @@ TEST_CASE("rising localities show more presence reports and dropouts in the last
         };
         auto report_count = [&](const std::string& id) { return reports[id]; };
         auto dropout_rate = [&](const std::string& id) { return dropouts[id] / enrolled[id]; };
-        double rising_reports = mean_over("rising", report_count);
-        double quiet_reports = mean_over("quiet", report_count);
+        std::map<std::string, double> monitored;
+        for (const auto& row : read_csv(dir.path() / "history.csv", observation_header))
+            if (row[2] == "presence.report") monitored[row[0]] = 1;
+        double rising_reports = mean_over("rising", report_count, monitored);
+        double quiet_reports = mean_over("quiet", report_count, monitored);
         CHECK(rising_reports > 4.0);
         CHECK(rising_reports > 5 * quiet_reports);
-        CHECK(mean_over("spillover", report_count) > quiet_reports);
-        CHECK(mean_over("rising", dropout_rate) > 1.5 * mean_over("quiet", dropout_rate));
+        CHECK(mean_over("spillover", report_count, monitored) > quiet_reports);
+        CHECK(mean_over("rising", dropout_rate, enrolled) > 1.5 * mean_over("quiet", dropout_rate, enrolled));
+        // About 60% of the localities have presence reports, about 90% school data.
+        CHECK(monitored.size() > 300 * 45 / 100);
+        CHECK(monitored.size() < 300 * 75 / 100);
+        CHECK(enrolled.size() > 300 * 82 / 100);
+        CHECK(enrolled.size() < 300 * 97 / 100);
     }
 }
 
-TEST_CASE("ground truth is monthly and concentrated in rising localities", "[gen_demo]") {
+TEST_CASE("ground truth is weekly and concentrated where risk rose", "[gen_demo]") {
     for (std::uint64_t seed : {1, 2, 3}) {
         INFO("seed " << seed);
         TempDir dir;
-        demo::generate(options_for(dir.path(), seed));
+        auto options = options_for(dir.path(), seed);
+        options.years = 3;
+        demo::generate(options);
         auto key = trajectories(dir.path());
         std::map<std::string, double> per_trajectory;
         std::map<std::string, int> localities;
@@ -335,9 +362,8 @@ TEST_CASE("ground truth is monthly and concentrated in rising localities", "[gen
             REQUIRE(key.count(row[0]) == 1);
             TimePoint t = date(row[1]);
             CHECK(t <= end_time);
-            // The period is a calendar month ending at `time`.
-            auto next = std::chrono::year_month_day{std::chrono::floor<std::chrono::days>(t + day)};
-            CHECK(next.day() == std::chrono::day{1});
+            // The period is a week ending on the history's weekday.
+            CHECK((end_time - t) % std::chrono::days{7} == std::chrono::seconds{0});
             std::pair<TimePoint, std::string> sort_key{t, row[0]};
             CHECK(previous < sort_key);
             previous = sort_key;
@@ -345,10 +371,14 @@ TEST_CASE("ground truth is monthly and concentrated in rising localities", "[gen
             CHECK(outcomes >= 1);
             per_trajectory[key[row[0]]] += outcomes;
         }
-        double rising = per_trajectory["rising"] / localities["rising"];
-        double quiet = per_trajectory["quiet"] / localities["quiet"];
-        CHECK(rising > 0.5);
-        CHECK(rising > 4 * quiet);
+        REQUIRE(localities["episode"] > 0);
+        double episode = per_trajectory["episode"] / localities["episode"];
+        double spill = per_trajectory["spillover"] / localities["spillover"];
+        double quiet = per_trajectory["quiet"] / std::max(1, localities["quiet"]);
+        CHECK(episode > 3);
+        CHECK(episode > 2 * spill);
+        CHECK(spill > 4 * quiet);
+        CHECK(quiet < 0.2);
     }
 }
 
@@ -363,6 +393,9 @@ TEST_CASE("bad options and unwritable places are refused with their name", "[gen
     options = options_for(dir.path());
     options.rising_share = 1.5;
     CHECK_THROWS_AS(demo::generate(options), std::invalid_argument);
+    options = options_for(dir.path());
+    options.episode_rate = -0.1;
+    CHECK_THROWS_WITH(demo::generate(options), Catch::Contains("episode_rate"));
 
     fs::path file = dir.path() / "a-file";
     std::ofstream(file) << "x";

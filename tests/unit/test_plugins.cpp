@@ -116,10 +116,21 @@ TEST_CASE("school_dropout: a spike scores by its shrunk ratio to the usual rate"
     // latest (32 + 2) / 2200 = 0.0154545; baseline (144 + 2) / 24200 = 0.0060331
     // ratio 2.561644 -> ratio term (2.561644 - 1) / 2 = 0.780822
     // surprise: P(X >= 32 | Binomial(2000, 0.0060331)) = 1.26182e-06, -log10 = 5.899 -> 1;
-    // score = min(0.780822, 1) = 0.780822
-    CHECK(a.score == Approx(0.780822).epsilon(1e-4));
+    // level = min(0.780822, 1) = 0.780822.
+    // CUSUM (K = 2): the five periods before are at their usual 12 (12 ln 2 = 8.317766
+    // against n e of about 12.1: S stays 0); the latest 32 ln 2 - 2000 x 0.0060331
+    // = 22.180710 - 12.066116 = 10.114594 -> trend min(1, 10.114594 / 4) = 1.
+    // score = max(0.780822, 1) = 1: a jump this far beyond chance is a doubling of the rate.
+    CHECK(value_of(a, "level") == Approx(0.780822).epsilon(1e-4));
     CHECK(value_of(a, "ratio") == Approx(2.561644).epsilon(1e-4));
     CHECK(value_of(a, "surprise") == 1.0);
+    CHECK(value_of(a, "cusum") == Approx(10.114594).epsilon(1e-5));
+    CHECK(a.score == 1.0);
+    CHECK(a.evidence.text.find("a jump in the latest period: CUSUM S = 10.1") != std::string::npos);
+
+    // With trend_h 20 the CUSUM term is 10.114594 / 20 = 0.505730 and the level decides.
+    const auto level_only = configured<ews::plugins::SchoolDropout>({{"trend_h", 20.0}});
+    CHECK(level_only.assess(loc.view(now), now).score == Approx(0.780822).epsilon(1e-4));
 
     // Three times the usual rate and more saturates at 1.
     MemoryLocality worse{"L2", "Town", "KE/KE-03"};
@@ -209,10 +220,12 @@ TEST_CASE("school_dropout: the neighbours' pooled rate is the prior", "[plugins]
     add_month(loc, day(2026, 1, 1), 500, 10);  // 2%, no earlier periods
     // Without neighbours p0 = 0.01: latest 12/700 = 0.017143, baseline = p0,
     // ratio 1.714286 -> ratio term 0.357143; surprise P(X >= 10 | Binomial(500, 0.01))
-    // = 0.0311021 -> 1.507210 / 3 = 0.502403; score = min = 0.357143;
-    // confidence 0 (no baseline periods).
+    // = 0.0311021 -> 1.507210 / 3 = 0.502403; level = min = 0.357143.
+    // CUSUM over the one period: 10 ln 2 - 500 x 0.01 = 6.931472 - 5 = 1.931472 -> trend
+    // 1.931472 / 4 = 0.482868; score = max = 0.482868; confidence 0 (no baseline periods).
     const auto alone = plugin.assess(loc.view(now), now);
-    CHECK(alone.score == Approx(0.357143).epsilon(1e-4));
+    CHECK(value_of(alone, "level") == Approx(0.357143).epsilon(1e-4));
+    CHECK(alone.score == Approx(0.482868).epsilon(1e-4));
     CHECK(alone.confidence == 0);
 
     // A neighbour whose usual rate is 2%: 12 periods of 20 of 1000.
@@ -222,7 +235,8 @@ TEST_CASE("school_dropout: the neighbours' pooled rate is the prior", "[plugins]
     // p0 = (240 + 200 * 0.01) / (12000 + 200) = 0.0198361
     // latest (10 + 200 p0) / 700 = 0.0199532; ratio 1.005903 -> ratio term 0.002952;
     // surprise P(X >= 10 | Binomial(500, 0.0198361)) = 0.532935 -> 0.091109;
-    // score = min = 0.002952
+    // CUSUM 6.931472 - 500 x 0.0198361 = 6.931472 - 9.918033 < 0 -> 0;
+    // score = max(min(0.002952, 0.091109), 0) = 0.002952
     const auto a = plugin.assess(loc.view(now), now);
     CHECK(value_of(a, "prior_rate") == Approx(0.0198361).epsilon(1e-4));
     CHECK(a.score == Approx(0.002952).epsilon(1e-2));
@@ -267,11 +281,14 @@ TEST_CASE("school_dropout: data after now is not used", "[plugins]") {
 
 namespace {
 
-// Weekly rows of one category at now - 7k days for k = 0..55: k = 0..3 fall in the 28-day
-// window (now - 28, now], k = 4..55 (52 weeks) in the 364-day baseline before it.
+// Weekly rows of one category at now - 7k days for k = 0..57: k = 0..3 fall in the 28-day
+// window (now - 28, now], k = 4..5 in the 14-day guard band (now - 42, now - 28], and
+// k = 6..57 (52 weeks) fill the 13 baseline bins of 28 days, (now - 42 - 28(j + 1),
+// now - 42 - 28j] for j = 0..12, four rows each. The oldest row, now - 399, is within two
+// years, so the baseline is C2-style.
 void add_weeks(MemoryLocality& loc, const std::string& kind, TimePoint now, double baseline_count,
                std::array<double, 4> window_counts) {
-    for (int k = 0; k < 56; ++k)
+    for (int k = 0; k < 58; ++k)
         loc.add(kind, days_before(now, 7 * k),
                 k < 4 ? window_counts[static_cast<std::size_t>(k)] : baseline_count);
 }
@@ -292,12 +309,16 @@ TEST_CASE("community_incidents: the usual weekly level scores 0", "[plugins]") {
     MemoryLocality loc{"L1", "Village", "KE/KE-03"};
     add_weeks(loc, "incident.violence_against_children", now, 1, {1, 1, 1, 1});
     const auto a = plugin.assess(loc.view(now), now);
-    // weight 2: O = 4 * 2 = 8; E = 52 * 2 * 28/364 + 0.5 = 8.5; O <= E -> 0.
+    // weight 2: O = 4 * 2 = 8; each of the 13 bins holds 4 * 2 = 8, so E = 8 + 0.5 = 8.5;
+    // O <= E -> 0.
     CHECK(a.status == Status::ok);
     CHECK(a.score == 0);
     CHECK(value_of(a, "weighted_expected") == Approx(8.5));
-    CHECK(a.confidence == Approx(1.0));  // 385 days of history >= 180
+    CHECK(value_of(a, "baseline_bins") == 13);
+    CHECK(value_of(a, "seasonal") == 0);
+    CHECK(a.confidence == Approx(1.0));  // 399 days of history >= 180
     CHECK(a.floor == Floor::none);
+    CHECK(a.evidence.text.find("the usual level of the preceding 52 weeks") != std::string::npos);
 }
 
 TEST_CASE("community_incidents: a rise scores its Poisson surprise", "[plugins]") {
@@ -306,7 +327,8 @@ TEST_CASE("community_incidents: a rise scores its Poisson surprise", "[plugins]"
     MemoryLocality loc{"L1", "Village", "KE/KE-03", 2000.0};
     add_weeks(loc, "incident.violence_against_children", now, 1, {1, 1, 2, 2});
     const auto a = plugin.assess(loc.view(now), now);
-    // O = 6 * 2 = 12, E = 8.5; one category of weight 2, so dispersion phi = 2:
+    // O = 6 * 2 = 12, E = 8.5; one category of weight 2, so the severity dispersion is
+    // 2 * 2 / 2 = 2; the 13 bins are equal (variance 0), so phi = max(1, 2, 0) = 2:
     // P(X >= 12 / 2 | Poisson(8.5 / 2)) = P(X >= 6 | 4.25) = 0.255061;
     // score = -log10(0.255061) / 3 = 0.197785
     CHECK(a.score == Approx(0.197785).epsilon(1e-4));
@@ -314,7 +336,7 @@ TEST_CASE("community_incidents: a rise scores its Poisson surprise", "[plugins]"
     CHECK(value_of(a, "weighted_observed") == 12);
     CHECK(value_of(a, "incidents") == 6);
     CHECK(find_value(a, "incidents")->is_count);
-    // Rates per 10,000 children: 6 / 2000 * 1e4 = 30; usual 52 * 28/364 / 2000 * 1e4 = 20.
+    // Rates per 10,000 children: 6 / 2000 * 1e4 = 30; usual: 4 a bin, 4 / 2000 * 1e4 = 20.
     CHECK(value_of(a, "incidents_per_10k") == Approx(30));
     CHECK(value_of(a, "usual_per_10k") == Approx(20));
 
@@ -330,8 +352,9 @@ TEST_CASE("community_incidents: mixed severities are scored as quasi-Poisson", "
     add_weeks(loc, "incident.violence_against_children", now, 1, {1, 1, 2, 2});  // weight 2
     add_weeks(loc, "incident.drug_trafficking", now, 1, {1, 1, 1, 1});          // weight 1
     const auto a = plugin.assess(loc.view(now), now);
-    // O = 6 * 2 + 4 * 1 = 16; baseline 52 * 2 + 52 * 1 = 156, E = 156 * 28/364 + 0.5 = 12.5
-    // phi over window and baseline = (4 * 58 + 1 * 56) / (16 + 156) = 288 / 172 = 1.674419
+    // O = 6 * 2 + 4 * 1 = 16; each bin 4 * 2 + 4 * 1 = 12, E = 12 + 0.5 = 12.5
+    // severity phi over window and bins = (4 * 58 + 1 * 56) / (16 + 156) = 288 / 172
+    // = 1.674419; equal bins add nothing (variance 0)
     // O/phi = 9.555556 -> k = 9; E/phi = 7.465278; P(X >= 9 | 7.465278) = 0.333270;
     // score = -log10(0.333270) / 3 = 0.159068 (plain Poisson, phi = 1, would give 0.237421)
     CHECK(value_of(a, "weighted_observed") == 16);
@@ -345,7 +368,8 @@ TEST_CASE("community_incidents: a single report with no history is damped", "[pl
     MemoryLocality loc{"L1", "Village", "KE/KE-03"};
     loc.add("incident.armed_violence", days_before(now, 3), 1);
     const auto a = plugin.assess(loc.view(now), now);
-    // O = 1.5, E = 0.5, phi = 1.5: P(X >= 1 | Poisson(1/3)) = 1 - e^(-1/3) = 0.283469;
+    // No bin reaches back to the oldest row (now - 3), so none is used: E = 0 + 0.5.
+    // O = 1.5, phi = 1.5: P(X >= 1 | Poisson(1/3)) = 1 - e^(-1/3) = 0.283469;
     // -log10 / 3 = 0.182498; O < min_count 3 -> x 0.5 = 0.091249
     CHECK(a.score == Approx(0.091249).epsilon(1e-4));
     CHECK(a.confidence == Approx(3.0 / 180.0));  // 3 days of history
@@ -497,9 +521,16 @@ TEST_CASE("group_presence: one source's repeats within a week count once", "[plu
     for (unsigned d = 2; d <= 6; ++d)
         five.add("presence.report", day(2026, 3, d), 0.8, 1, "monitor-" + std::to_string(d));
     const auto b = plugin.assess(five.view(now), now);
-    // Five independent sources: T = 0.8 * sum_{k=0..4} 2^(-k/30) = 3.821406 -> 0.921731
-    CHECK(b.score == Approx(0.921731).epsilon(1e-4));
+    // Five independent sources in one week: their sum 0.8 * sum_{k=0..4} 2^(-k/30) = 3.821406
+    // is corroborated, x (1 + 0.5 * (5 - 1)) = 3: T = 11.464217 -> 1 - exp(-7.642811) = 0.999521
+    CHECK(value_of(b, "own_exposure") == Approx(11.464217).epsilon(1e-5));
+    CHECK(b.score == Approx(0.999521).epsilon(1e-5));
     CHECK(b.confidence == Approx(1.0));  // 0.5 + 0.1 * 5
+    CHECK(value_of(b, "reports") == 5);
+    CHECK(value_of(b, "corroborated_buckets") == 1);
+    // Without the bonus they are the plain sum: 3.821406 -> 1 - exp(-2.547604) = 0.921731
+    const auto plain = configured<ews::plugins::GroupPresence>({{"corroboration_bonus", 0.0}});
+    CHECK(plain.assess(five.view(now), now).score == Approx(0.921731).epsilon(1e-4));
 
     // Sunday and the next Monday are different weeks: 0.8 (2^(-5/30) + 2^(-4/30)) = 1.442097
     MemoryLocality split{"L3", "Village", "KE/KE-03"};
@@ -602,7 +633,7 @@ template <class Plugin>
 void check_parameters() {
     Plugin plugin;
     const auto d = plugin.describe();
-    CHECK(d.version == "1.0.0");
+    CHECK(d.version == "1.1.0");
     Params all;
     for (const auto& spec : d.params) all[spec.name] = spec.default_value;
     CHECK_NOTHROW(plugin.configure(all));
@@ -697,9 +728,13 @@ TEST_CASE("plugins: full_decades is bounded in both count plugins", "[plugins]")
 
 TEST_CASE("plugins: a rejected configuration keeps the previous settings", "[plugins]") {
     ews::plugins::SchoolDropout plugin;
-    plugin.configure({{"full_ratio", 2.0}});
-    CHECK_THROWS_AS(plugin.configure({{"full_ratio", 3.0}, {"min_rate", -1.0}}), ConfigError);
-    CHECK_THROWS_AS(plugin.configure({{"full_ratio", 3.0}, {"full_decades", 0.0}}), ConfigError);
+    // trend_h 100 keeps the trend term (CUSUM 10.11 / 100 = 0.10) below the level term, so
+    // the score shows which full_ratio is in force.
+    plugin.configure({{"full_ratio", 2.0}, {"trend_h", 100.0}});
+    CHECK_THROWS_AS(plugin.configure({{"full_ratio", 3.0}, {"trend_h", 100.0}, {"min_rate", -1.0}}),
+                    ConfigError);
+    CHECK_THROWS_AS(
+        plugin.configure({{"full_ratio", 3.0}, {"trend_h", 100.0}, {"full_decades", 0.0}}), ConfigError);
     MemoryLocality loc{"L1", "Town", "KE/KE-03"};
     add_year(loc, 2000, 12);
     add_month(loc, day(2026, 1, 1), 2000, 32);
@@ -707,6 +742,8 @@ TEST_CASE("plugins: a rejected configuration keeps the previous settings", "[plu
     // As in the spike test: ratio 2.561644, surprise 1. full_ratio 2 still in force:
     // (2.561644 - 1) / 1 -> clamped to 1; full_ratio 3 would give 0.780822.
     CHECK(plugin.assess(loc.view(now), now).score == 1.0);
+    plugin.configure({{"full_ratio", 3.0}, {"trend_h", 100.0}});
+    CHECK(plugin.assess(loc.view(now), now).score == Approx(0.780822).epsilon(1e-5));
 }
 
 TEST_CASE("community_incidents: table and list parameters are checked", "[plugins]") {

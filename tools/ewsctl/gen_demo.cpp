@@ -112,12 +112,13 @@ private:
     bool has_spare_ = false;
 };
 
-enum class Trajectory : std::uint8_t { quiet, rising, spillover };
+enum class Trajectory : std::uint8_t { quiet, rising, episode, spillover };
 
 std::string_view to_string(Trajectory t) {
     switch (t) {
         case Trajectory::quiet: return "quiet";
         case Trajectory::rising: return "rising";
+        case Trajectory::episode: return "episode";
         case Trajectory::spillover: return "spillover";
     }
     return "quiet";
@@ -346,6 +347,8 @@ void validate(const Options& o) {
                                     " (history must keep at least one week)");
     if (!(o.rising_share >= 0 && o.rising_share <= 1))
         throw std::invalid_argument("gen-demo: rising_share: must be within 0..1");
+    if (!(o.episode_rate >= 0 && o.episode_rate <= 1))
+        throw std::invalid_argument("gen-demo: episode_rate: must be within 0..1");
 }
 
 void make_directory(const std::filesystem::path& dir) {
@@ -415,10 +418,14 @@ Summary generate(const Options& options) {
     std::vector<Place> places = make_places(n, layout);
     report(0.05);
 
-    // Latent risk per locality and week, 0..1.
-    std::vector<double> risk(std::size_t(n) * std::size_t(weeks));
-    auto risk_at = [&](int p, int w) -> double& {
-        return risk[std::size_t(p) * std::size_t(weeks) + std::size_t(std::clamp(w, 0, weeks - 1))];
+    // Latent risk per locality and week, 0..1: a background that drifts around the
+    // locality's own level, episodes of deterioration (a ramp, a plateau, a decline) that
+    // start at random, and spill-over: a share of each neighbour's episode, some weeks later.
+    const std::size_t cells = std::size_t(n) * std::size_t(weeks);
+    std::vector<double> background(cells);
+    std::vector<double> own(cells, 0.0);  // the locality's own episodes
+    auto cell = [&](int p, int w) {
+        return std::size_t(p) * std::size_t(weeks) + std::size_t(std::clamp(w, 0, weeks - 1));
     };
     int rising = std::clamp(int(std::lround(options.rising_share * n)), 1, n);
     {
@@ -430,45 +437,71 @@ Summary generate(const Options& options) {
             places[std::size_t(order[std::size_t(i)])].trajectory = Trajectory::rising;
         }
     }
+    int episodes = 0;
+    const double hazard = options.episode_rate / double(weeks_per_year);
     for (int p = 0; p < n; ++p) {
+        Place& place = places[std::size_t(p)];
         Random rng(stream_seed(options.seed, 2, std::uint64_t(p)));
-        // Background: AR(1) around 0.02, clamped at 0.
-        double x = 0.02;
+        const double level = rng.uniform(0.01, 0.04);
+        double x = level;
         for (int w = 0; w < weeks; ++w) {
-            x = 0.02 + 0.7 * (x - 0.02) + 0.01 * rng.normal();
-            risk_at(p, w) = std::max(0.0, x);
+            x = level + 0.9 * (x - level) + 0.008 * rng.normal();
+            background[cell(p, w)] = std::max(0.0, x);
         }
-        if (places[std::size_t(p)].trajectory != Trajectory::rising) continue;
-        // Deterioration: a linear ramp to 0.8..1.0 over the last 10..16 weeks.
-        int ramp = 10 + rng.below(7);
-        double peak = rng.uniform(0.8, 1.0);
-        for (int k = 1; k <= ramp; ++k) {
-            int w = weeks - ramp - 1 + k;
-            if (w < 0) continue;
-            double& r = risk_at(p, w);
-            r = std::clamp(r + peak * double(k) / double(ramp) + 0.03 * rng.normal(), 0.0, 1.0);
+        auto raise_own = [&](int w, double v) {
+            if (w >= 0 && w < weeks) own[cell(p, w)] = std::max(own[cell(p, w)], v);
+        };
+        // Episodes at random, at least half a year apart.
+        for (int w = 0; w < weeks;) {
+            if (!rng.chance(hazard)) {
+                ++w;
+                continue;
+            }
+            const int ramp = 8 + rng.below(13);
+            const int hold = 6 + rng.below(27);
+            const int fall = 8 + rng.below(17);
+            const double peak = rng.uniform(0.5, 1.0);
+            for (int k = 0; k < ramp + hold + fall; ++k) {
+                double shape = k < ramp          ? double(k + 1) / double(ramp)
+                               : k < ramp + hold ? 1.0
+                                                 : 1.0 - double(k - ramp - hold + 1) / double(fall + 1);
+                raise_own(w + k, peak * shape);
+            }
+            ++episodes;
+            if (place.trajectory == Trajectory::quiet) place.trajectory = Trajectory::episode;
+            w += ramp + hold + fall + weeks_per_year / 2;
+        }
+        // A deterioration under way when the history ends: a ramp over its last 10..16 weeks.
+        if (place.trajectory == Trajectory::rising) {
+            const int ramp = 10 + rng.below(7);
+            const double peak = rng.uniform(0.8, 1.0);
+            for (int k = 1; k <= ramp; ++k) raise_own(weeks - ramp - 1 + k, peak * double(k) / double(ramp));
         }
     }
+    constexpr double spill_share = 0.3;
+    constexpr int spill_lag_weeks = 4;
+    std::vector<double> risk(cells);
+    auto risk_at = [&](int p, int w) { return risk[cell(p, w)]; };
     int spillover = 0;
     for (int p = 0; p < n; ++p) {
         Place& place = places[std::size_t(p)];
-        if (place.trajectory == Trajectory::rising) continue;
         bool touched = false;
         for (int w = 0; w < weeks; ++w) {
             double from_neighbours = 0;
-            for (int q : place.neighbours)
-                if (places[std::size_t(q)].trajectory == Trajectory::rising) {
-                    touched = true;
-                    from_neighbours = std::max(from_neighbours, risk_at(q, w));
-                }
-            if (!touched) break;
-            risk_at(p, w) = std::min(1.0, risk_at(p, w) + 0.25 * from_neighbours);
+            if (w >= spill_lag_weeks)
+                for (int q : place.neighbours)
+                    from_neighbours = std::max(from_neighbours, own[cell(q, w - spill_lag_weeks)]);
+            touched = touched || from_neighbours > 0;
+            risk[cell(p, w)] =
+                std::min(1.0, background[cell(p, w)] + own[cell(p, w)] + spill_share * from_neighbours);
         }
-        if (touched) {
+        if (touched && place.trajectory == Trajectory::quiet) {
             place.trajectory = Trajectory::spillover;
             ++spillover;
         }
     }
+    background = {};
+    own = {};
     report(0.1);
 
     // Observations and ground truth, one independent stream per locality.
@@ -487,9 +520,14 @@ Summary generate(const Options& options) {
         const double population = double(place.population);
         const bool weekly_monitor = rng.chance(0.7);
         const double dropout_base = rng.uniform(0.003, 0.01);
+        // No source sees everywhere: field monitors of group presence reach 60% of the
+        // localities, and 10% have no school reporting to the education data system.
+        const bool presence_monitored = rng.chance(0.6);
+        const bool school_reporting = rng.chance(0.9);
         double enrolment_share = 0.6 * (1.0 + 0.03 * rng.normal());
 
         for (const Month& m : months) {
+            if (!school_reporting) break;
             enrolment_share *= 1.0 + 0.01 * rng.normal();
             long enrolled = std::max(1L, std::lround(enrolment_share * population));
             rows.push_back({m.first_day, p, kind_enrolled, source_emis, double(enrolled)});
@@ -500,20 +538,17 @@ Summary generate(const Options& options) {
             double seasonal = 1.0 + 0.3 * std::sin(2.0 * std::numbers::pi * m.month_of_year / 12.0);
             double rate = std::min(1.0, dropout_base * seasonal * (1.0 + 2.5 * month_risk));
             rows.push_back({m.last_day, p, kind_dropouts, source_emis, double(rng.binomial(enrolled, rate))});
-            // Verified outcomes lag risk by 6 weeks. Per week Poisson(0.002 + 3 x risk
-            // above the 0.05 background), summed over the weeks ending in the month (a sum of
-            // Poissons is Poisson). Background noise alone would otherwise yield about one
-            // outcome per quiet locality a year and drown the rising ones in a backtest.
-            double mean = 0;
-            for (int w = m.first_week; w <= m.last_week; ++w)
-                mean += 0.002 + 3.0 * std::max(0.0, risk_at(p, w - 6) - 0.05);
-            if (long k = rng.poisson(mean); k > 0) truth.push_back({m.last_day, p, k});
         }
 
         std::array<int, 28> slots{};  // 7 days x 4 presence sources: one report each at most
         for (int w = 0; w < weeks; ++w) {
             const double r = risk_at(p, w);
             const std::int32_t last = week_last(w);
+            // Verified outcomes (e.g. recruitment cases) follow risk 6 weeks later: Poisson
+            // with mean 0.0003 + 0.5 x risk above 0.1. The background alone yields about one
+            // outcome per quiet locality in 60 years, so outcomes mark real deterioration.
+            if (long k = rng.poisson(0.0003 + 0.5 * std::max(0.0, risk_at(p, w - 6) - 0.1)); k > 0)
+                truth.push_back({last, p, k});
             for (std::size_t c = 0; c < 6; ++c) {
                 double mean = c < incident_per_10k.size()
                                   ? incident_per_10k[c] * population / 10000.0 * (1.0 + 4.0 * r)
@@ -526,6 +561,7 @@ Summary generate(const Options& options) {
                     rows.push_back({last, p, std::uint8_t(kind_first_incident + c), source_monitor,
                                     double(count)});
             }
+            if (!presence_monitored) continue;
             const double rate = 0.02 + 1.5 * r;
             // Risk up to 0.1 is background noise: reports it brings are rumours of low confidence.
             const double signal = 1.5 * std::max(0.0, r - 0.1);
@@ -682,6 +718,7 @@ Summary generate(const Options& options) {
     summary.localities = n;
     summary.rising = rising;
     summary.spillover = spillover;
+    summary.episodes = episodes;
     summary.observations = rows.size();
     summary.feed_files = std::size_t(feed_weeks);
     return summary;

@@ -1,6 +1,7 @@
 // ewsctl: the operator's command-line tool. Commands that change data go through the running
 // daemon when there is one (the ingest endpoint or the spool directory, its control socket, a
 // reload signal); otherwise ewsctl opens the store itself. See `ewsctl --help`.
+#include "backtest.hpp"
 #include "config.hpp"
 #include "control.hpp"
 #include "db_commands.hpp"
@@ -483,7 +484,7 @@ int cmd_plugins(const Config& config) {
 
 int main(int argc, char** argv) {
     CLI::App cli{"ewsctl: operate ewsd (ingest, localities, evaluate, status, alerts, silences, "
-                 "acknowledgements, plugins, demo data)"};
+                 "acknowledgements, plugins, demo data, backtests)"};
     cli.require_subcommand(1);
     std::string config_file = "/etc/ewsd/ewsd.toml";
     auto* config_option = cli.add_option("-c,--config", config_file, "configuration file (TOML)");
@@ -577,6 +578,27 @@ int main(int argc, char** argv) {
     gen_demo->add_option("--end", gen_end, "last day of history (default: today)");
     gen_demo->add_option("--feed-weeks", gen.feed_weeks, "last weeks written as feed/ files")->check(CLI::Range(0, 520));
 
+    backtest::Options bt;
+    auto* backtest_cmd = cli.add_subcommand(
+        "backtest", "replay a data directory's history through the plugins, scoring and alerting "
+                    "of the configuration, and measure how early and how truly they warn");
+    backtest_cmd->add_option("--data", bt.data, "directory with localities.csv, history.csv, feed/*.csv")
+        ->required();
+    backtest_cmd->add_option("--truth", bt.truth, "ground truth CSV: locality,time,outcomes")->required();
+    backtest_cmd->add_option("--from", bt.from, "first evaluation (default: earliest observation + 365 days)");
+    backtest_cmd->add_option("--to", bt.to, "last evaluation (default: newest observation)");
+    backtest_cmd->add_option("--step", bt.step_days, "days between evaluations, one period (default 7)")
+        ->check(CLI::Range(1, 366));
+    backtest_cmd->add_option("--horizon", bt.horizon,
+                             "periods after an evaluation in which an outcome counts as warned of "
+                             "(default 3)")
+        ->check(CLI::Range(1, 520));
+    backtest_cmd->add_option("--json", bt.json, "also write the figures as JSON to this file");
+    backtest_cmd->add_option("--detail", bt.detail,
+                             "also write every sample (locality, time, label, scores, levels) as CSV");
+    backtest_cmd->add_option("--format", bt.format, "what to print: table or json")
+        ->check(CLI::IsMember({"table", "json"}));
+
     try {
         cli.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -617,6 +639,10 @@ int main(int argc, char** argv) {
         if (plugin_test->parsed()) {
             test.config = needs_config ? &config : nullptr;
             return tools::run_plugin_test(test, std::cout, std::cerr);
+        }
+        if (backtest_cmd->parsed()) {
+            bt.progress = ::isatty(STDERR_FILENO) != 0;
+            return backtest::run(bt, config, std::cout, std::cerr);
         }
         if (ingest->parsed()) return cmd_ingest(config, ingest_files, *parse_ingest_format(ingest_format));
         if (loc_import->parsed()) return cmd_localities_import(config, localities_file);
