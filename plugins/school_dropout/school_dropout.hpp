@@ -199,7 +199,7 @@ private:
         double full_decades = 3;
         std::int64_t trend_periods = 6;
         double trend_ratio = 2;
-        double trend_h = 4;
+        double trend_h = 8;
         double min_enrolment = 100;
         std::int64_t full_baseline_periods = 6;
         std::int64_t max_age_days = 62;

@@ -222,10 +222,10 @@ TEST_CASE("school_dropout: the neighbours' pooled rate is the prior", "[plugins]
     // ratio 1.714286 -> ratio term 0.357143; surprise P(X >= 10 | Binomial(500, 0.01))
     // = 0.0311021 -> 1.507210 / 3 = 0.502403; level = min = 0.357143.
     // CUSUM over the one period: 10 ln 2 - 500 x 0.01 = 6.931472 - 5 = 1.931472 -> trend
-    // 1.931472 / 4 = 0.482868; score = max = 0.482868; confidence 0 (no baseline periods).
+    // 1.931472 / 8 = 0.241434; score = max = 0.357143; confidence 0 (no baseline periods).
     const auto alone = plugin.assess(loc.view(now), now);
     CHECK(value_of(alone, "level") == Approx(0.357143).epsilon(1e-4));
-    CHECK(alone.score == Approx(0.482868).epsilon(1e-4));
+    CHECK(alone.score == Approx(0.357143).epsilon(1e-4));
     CHECK(alone.confidence == 0);
 
     // A neighbour whose usual rate is 2%: 12 periods of 20 of 1000.

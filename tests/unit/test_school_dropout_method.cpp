@@ -110,7 +110,7 @@ TEST_CASE("school_dropout: the usual rate is the same time of year in earlier ye
     // -> ratio term 0.594872; surprise P(X >= 12 | Binomial(1000, 0.00532787)) = 0.00855678,
     // -log10 = 2.067690 / 3 = 0.689230; level = 0.594872.
     // CUSUM: Aug-Nov 3 ln 2 - 5.327869 < 0 -> 0; Dec 12 ln 2 - 5.327869 = 2.989897;
-    // Jan 2.989897 + 2.989897 = 5.979795 -> trend min(1, 5.979795 / 4) = 1; score 1.
+    // Jan 2.989897 + 2.989897 = 5.979795 -> trend 5.979795 / 8 = 0.747474; score 0.747474.
     // A school whose dropouts always peak at the year's end reads as an alarm without the
     // seasonal baseline.
     const auto trailing =
@@ -120,7 +120,7 @@ TEST_CASE("school_dropout: the usual rate is the same time of year in earlier ye
     CHECK(value_of(trailing, "usual_rate") == Approx(63.0 / 12000.0));
     CHECK(value_of(trailing, "level") == Approx(0.594872).epsilon(1e-4));
     CHECK(value_of(trailing, "cusum") == Approx(5.979795).epsilon(1e-5));
-    CHECK(trailing.score == 1.0);
+    CHECK(trailing.score == Approx(0.747474).epsilon(1e-5));
     CHECK(says(trailing, "against a usual 0.53% (12 earlier periods)"));
     CHECK(says(trailing, "rising for 2 periods: CUSUM S = 6.0"));
 }
@@ -229,17 +229,22 @@ TEST_CASE("school_dropout: the CUSUM adds up the excess over each period's own u
     //   Aug: e = 28 / 2800 = 0.01,     n e = 4.0;      6 ln 2 = 4.158883: +0.158883 -> 0.158883
     //   Sep: e = 34 / 3200 = 0.010625, n e = 4.25;     7 ln 2 = 4.852030: +0.602030 -> 0.760913
     //   Oct: e = 41 / 3600 = 0.011389, n e = 4.555556; 8 ln 2 = 5.545177: +0.989622 -> 1.750535
-    // trend = 1.750535 / 4 = 0.437634, S above 0 for 3 periods.
+    // trend = 1.750535 / 8 = 0.218817, S above 0 for 3 periods.
     // Level of Oct: 0.02 / 0.0113889 = 1.756098 -> ratio term 0.378049; surprise
     // P(X >= 8 | Binomial(400, 0.0113889)) = 0.0900432, -log10 = 1.045549 / 3 = 0.348516;
-    // level 0.348516 < trend: score 0.437634.
+    // level 0.348516 > trend: score 0.348516.
     const auto a = configured(base).assess(loc.view(now), now);
     CHECK(value_of(a, "cusum") == Approx(1.750535).epsilon(1e-5));
     CHECK(value_of(a, "cusum_periods") == 3);
-    CHECK(value_of(a, "trend") == Approx(0.437634).epsilon(1e-5));
+    CHECK(value_of(a, "trend") == Approx(0.218817).epsilon(1e-5));
     CHECK(value_of(a, "level") == Approx(0.348516).epsilon(1e-4));
-    CHECK(a.score == Approx(0.437634).epsilon(1e-5));
-    CHECK(says(a, "rising for 3 periods: CUSUM S = 1.8"));
+    CHECK(a.score == Approx(0.348516).epsilon(1e-4));
+    // With trend_h 4 the trend term, 0.437634, is the larger and the text says so.
+    auto h4 = base;
+    h4["trend_h"] = 4.0;
+    const auto a4 = configured(h4).assess(loc.view(now), now);
+    CHECK(a4.score == Approx(0.437634).epsilon(1e-5));
+    CHECK(says(a4, "rising for 3 periods: CUSUM S = 1.8"));
 
     // trend_periods 2: only Sep and Oct, 0.602030 + 0.989622 = 1.591652.
     auto p = base;
@@ -295,12 +300,12 @@ TEST_CASE("school_dropout: the trend term catches a slow ramp the level term mis
     //   Nov: 62 / 10200 -> n e = 6.078431; 10 ln 2 = 6.931472: +0.853040 -> 1.387868
     //   Dec: 72 / 11200 -> n e = 6.428571; 11 ln 2 = 7.624619: +1.196048 -> 2.583916
     //   Jan: 83 / 12200 -> n e = 6.803279; 12 ln 2 = 8.317766: +1.514487 -> 4.098403
-    // trend = min(1, 4.098403 / 4) = 1: score 1.
+    // trend = 4.098403 / 8 = 0.512300: score 0.512300, above the level.
     CHECK(value_of(a, "level") == Approx(0.357430).epsilon(1e-4));
     CHECK(value_of(a, "cusum") == Approx(4.098403).epsilon(1e-5));
     CHECK(value_of(a, "cusum_periods") == 5);
-    CHECK(value_of(a, "trend") == 1.0);
-    CHECK(a.score == 1.0);
+    CHECK(value_of(a, "trend") == Approx(0.512300).epsilon(1e-5));
+    CHECK(a.score == Approx(0.512300).epsilon(1e-5));
     CHECK(says(a, "rising for 5 periods: CUSUM S = 4.1"));
 
     // The same 12 after a flat year of 5: usual 62 / 12200 = 0.0050820, ratio 2.295699 ->
@@ -329,12 +334,12 @@ TEST_CASE("school_dropout: a small school's single dropout stays damped by shrin
     // P(X >= 1 | Binomial(20, 0.00625)) = 1 - 0.99375^20 = 0.117849, -log10 = 0.928673 / 3
     // = 0.309558; level 0.309558.
     // CUSUM: the earlier periods have d = 0 (S stays 0); the latest 1 x ln 2 - 20 x 0.00625
-    // = 0.693147 - 0.125 = 0.568147; trend 0.142037.
+    // = 0.693147 - 0.125 = 0.568147; trend 0.568147 / 8 = 0.071018.
     // score = max(0.309558, 0.142037) = 0.309558; confidence 20 / 100 x 1 = 0.2.
     const auto a = configured().assess(loc.view(now), now);
     CHECK(value_of(a, "seasonal") == 1);
     CHECK(value_of(a, "level") == Approx(0.309558).epsilon(1e-4));
-    CHECK(value_of(a, "trend") == Approx(0.142037).epsilon(1e-4));
+    CHECK(value_of(a, "trend") == Approx(0.071018).epsilon(1e-4));
     CHECK(a.score == Approx(0.309558).epsilon(1e-4));
     CHECK(a.confidence == Approx(0.2));
 
@@ -361,7 +366,7 @@ TEST_CASE("school_dropout: the new parameters are described and range-checked", 
         {"min_seasonal_periods", T::integer, 3, 1, 120},
         {"trend_periods", T::integer, 6, 1, 60},
         {"trend_ratio", T::number, 2, 1.1, 20},
-        {"trend_h", T::number, 4, 0.1, 100},
+        {"trend_h", T::number, 8, 0.1, 100},
     };
     for (const auto& e : expected) {
         INFO(e.name);

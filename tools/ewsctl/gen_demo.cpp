@@ -153,8 +153,9 @@ constexpr std::uint8_t kind_presence = 8;
 
 // Weekly incident means. The first four scale with population (per 10k children), the
 // last two are absolute and grow with risk rather than being multiplied by it, since they
-// are the sentinel categories and nearly never happen in a quiet locality (background risk
-// up to 0.05 adds nothing to them).
+// are the sentinel categories (recruitment attempts, abductions): they come with a group
+// actively recruiting, nearly never in a quiet locality (once in 2,000 weeks) and rarely
+// with the moderate risk of a neighbour's spill-over (risk up to 0.15 adds nothing).
 constexpr std::array<double, 4> incident_per_10k = {0.4, 0.3, 0.3, 0.15};
 
 constexpr std::array<std::string_view, 4> presence_sources = {"field-a", "field-b",
@@ -552,8 +553,8 @@ Summary generate(const Options& options) {
             for (std::size_t c = 0; c < 6; ++c) {
                 double mean = c < incident_per_10k.size()
                                   ? incident_per_10k[c] * population / 10000.0 * (1.0 + 4.0 * r)
-                                  : (c == 4 ? 0.001 + 0.6 * std::max(0.0, r - 0.05)
-                                            : 0.0005 + 0.3 * std::max(0.0, r - 0.05));
+                                  : (c == 4 ? 0.0003 + 0.2 * std::max(0.0, r - 0.15)
+                                            : 0.0002 + 0.1 * std::max(0.0, r - 0.15));
                 long count = rng.poisson(mean);
                 // A weekly monitor reports violence even when there was none, so that
                 // "no report" and "zero incidents" stay distinguishable.
