@@ -65,37 +65,64 @@ struct DataFile {
     IngestFormat format = IngestFormat::csv;
 };
 
-// The observation files of a data directory in the order they are applied: history.csv
-// (or history.jsonl), then feed/*.csv and feed/*.jsonl by name (hidden files and the
-// spool's *.rejected.csv reports skipped).
-std::vector<DataFile> data_files(const fs::path& dir) {
+// Returns: true when a CSV file's header names the observation columns `kind` and `value`
+// (localities, ground truth and answer keys beside the observations do not).
+bool observation_csv(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::string line;
+    std::getline(in, line);
+    if (line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
+    bool kind = false, value = false;
+    std::size_t at = 0;
+    while (at <= line.size()) {
+        std::size_t comma = line.find(',', at);
+        if (comma == std::string::npos) comma = line.size();
+        std::string name = line.substr(at, comma - at);
+        std::erase_if(name, [](char c) { return c == '"' || c == ' ' || c == '\r' || c == '\t'; });
+        kind |= name == "kind";
+        value |= name == "value";
+        at = comma + 1;
+    }
+    return kind && value;
+}
+
+// The observation files of a data directory in the order they are applied: every *.csv
+// and *.jsonl file under it (subdirectories included), by path, except localities.csv,
+// the truth file, hidden files, the spool's *.rejected.csv reports and CSV files whose
+// header is not an observation header (each of those is named on `err`).
+std::vector<DataFile> data_files(const fs::path& dir, const fs::path& truth, std::ostream& err) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec))
         throw InputError(dir.string() + ": no such directory (expected a data directory with "
-                                        "localities.csv, history.csv and feed/*.csv)");
+                                        "localities.csv and observation files)");
+    const fs::path truth_file = fs::weakly_canonical(truth, ec);
     std::vector<DataFile> files;
-    if (fs::is_regular_file(dir / "history.csv", ec))
-        files.push_back({dir / "history.csv", IngestFormat::csv});
-    else if (fs::is_regular_file(dir / "history.jsonl", ec))
-        files.push_back({dir / "history.jsonl", IngestFormat::jsonl});
-    else
-        throw InputError((dir / "history.csv").string() +
-                         ": no such file (expected the observation history: "
-                         "locality,time,kind,value,weight,source)");
-    const fs::path feed = dir / "feed";
-    if (fs::is_directory(feed, ec)) {
-        std::vector<DataFile> fed;
-        for (const auto& e : fs::directory_iterator(feed)) {
-            const std::string name = e.path().filename().string();
-            if (!e.is_regular_file() || name.starts_with(".") || name.ends_with(".rejected.csv"))
-                continue;
-            if (auto format = format_of(e.path())) fed.push_back({e.path(), *format});
+    for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+         it.increment(ec)) {
+        const fs::path& path = it->path();
+        const std::string name = path.filename().string();
+        if (name.starts_with(".")) {
+            if (it->is_directory()) it.disable_recursion_pending();
+            continue;
         }
-        std::sort(fed.begin(), fed.end(), [](const DataFile& a, const DataFile& b) {
-            return a.path.filename() < b.path.filename();
-        });
-        files.insert(files.end(), fed.begin(), fed.end());
+        if (!it->is_regular_file() || name.ends_with(".rejected.csv")) continue;
+        if (path.parent_path() == dir && name == "localities.csv") continue;
+        std::error_code same;
+        if (fs::weakly_canonical(path, same) == truth_file) continue;
+        const auto format = format_of(path);
+        if (!format) continue;
+        if (*format == IngestFormat::csv && !observation_csv(path)) {
+            err << "backtest: " << path.string() << ": skipped (its header names no kind and value)\n";
+            continue;
+        }
+        files.push_back({path, *format});
     }
+    if (ec) throw InputError(dir.string() + ": cannot list: " + ec.message());
+    std::sort(files.begin(), files.end(),
+              [](const DataFile& a, const DataFile& b) { return a.path < b.path; });
+    if (files.empty())
+        throw InputError(dir.string() + ": no observation files (*.csv with the header "
+                                        "locality,time,kind,value,weight,source, or *.jsonl)");
     return files;
 }
 
@@ -504,7 +531,7 @@ Report replay(const Options& o, const Config& config, std::ostream& err) {
     if (!o.to.empty()) to_option = option_time(o.to, "--to");
 
     // Input first, so that a bad file is reported before any plugin runs.
-    const std::vector<DataFile> files = data_files(o.data);
+    const std::vector<DataFile> files = data_files(o.data, o.truth, err);
     const fs::path localities_file = o.data / "localities.csv";
     const auto localities = parse_localities_csv(
         read_input(localities_file, "the localities CSV: id,name,region,population,neighbours"),

@@ -252,7 +252,7 @@ inline std::vector<TimePoint> evaluation_times(TimePoint from, TimePoint to,
 // ---- the command ----------------------------------------------------------------------------
 
 struct Options {
-    std::filesystem::path data;   // localities.csv, history.csv (or .jsonl), feed/*.csv|jsonl
+    std::filesystem::path data;   // localities.csv and observation files (*.csv, *.jsonl, any depth)
     std::filesystem::path truth;  // CSV: locality,time,outcomes
     std::string from;             // RFC 3339; empty: earliest observation + 365 days
     std::string to;               // RFC 3339; empty: newest observation

@@ -577,12 +577,16 @@ int main(int argc, char** argv) {
     gen_demo->add_option("--seed", gen.seed, "random seed");
     gen_demo->add_option("--end", gen_end, "last day of history (default: today)");
     gen_demo->add_option("--feed-weeks", gen.feed_weeks, "last weeks written as feed/ files")->check(CLI::Range(0, 520));
+    gen_demo->add_option("--episode-rate", gen.episode_rate,
+                         "episodes of deterioration per locality-year (default 0.04)")->check(CLI::Range(0.0, 1.0));
+    gen_demo->add_option("--rising-share", gen.rising_share,
+                         "share of localities deteriorating at the end (default 0.06)")->check(CLI::Range(0.0, 1.0));
 
     backtest::Options bt;
     auto* backtest_cmd = cli.add_subcommand(
         "backtest", "replay a data directory's history through the plugins, scoring and alerting "
                     "of the configuration, and measure how early and how truly they warn");
-    backtest_cmd->add_option("--data", bt.data, "directory with localities.csv, history.csv, feed/*.csv")
+    backtest_cmd->add_option("--data", bt.data, "directory with localities.csv and observation files (*.csv, *.jsonl; subdirectories too)")
         ->required();
     backtest_cmd->add_option("--truth", bt.truth, "ground truth CSV: locality,time,outcomes")->required();
     backtest_cmd->add_option("--from", bt.from, "first evaluation (default: earliest observation + 365 days)");
