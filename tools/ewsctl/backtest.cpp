@@ -570,7 +570,9 @@ Report replay(const Options& o, const Config& config, std::ostream& err) {
 
     const seconds step = std::chrono::days(o.step_days);
     const TimePoint to = to_option.value_or(*newest);
-    const TimePoint from = from_option.value_or(std::min(to, *earliest + std::chrono::days(365)));
+    // A year of warm-up so that baselines exist, or half the history when it is shorter.
+    const TimePoint from = from_option.value_or(
+        std::min(to, *earliest + std::min<seconds>(std::chrono::days(365), (to - *earliest) / 2)));
     if (from > to)
         throw InputError("--from " + format_time(from) + " is after --to " + format_time(to));
     const std::vector<TimePoint> times = evaluation_times(from, to, step);

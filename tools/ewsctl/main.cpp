@@ -589,7 +589,7 @@ int main(int argc, char** argv) {
     backtest_cmd->add_option("--data", bt.data, "directory with localities.csv and observation files (*.csv, *.jsonl; subdirectories too)")
         ->required();
     backtest_cmd->add_option("--truth", bt.truth, "ground truth CSV: locality,time,outcomes")->required();
-    backtest_cmd->add_option("--from", bt.from, "first evaluation (default: earliest observation + 365 days)");
+    backtest_cmd->add_option("--from", bt.from, "first evaluation (default: earliest observation + 365 days, or half the history when shorter)");
     backtest_cmd->add_option("--to", bt.to, "last evaluation (default: newest observation)");
     backtest_cmd->add_option("--step", bt.step_days, "days between evaluations, one period (default 7)")
         ->check(CLI::Range(1, 366));
