@@ -1,6 +1,7 @@
 #include "app.hpp"
 
 #include "control.hpp"
+#include "curve.hpp"
 #include "ingest_endpoint.hpp"
 #include "pipeline.hpp"
 #include "plugin_checks.hpp"
@@ -110,6 +111,25 @@ void log_plugins(const Config& config, const PluginSet& set) {
     if (set.loaded.empty()) spdlog::warn("no indicator plugin loaded: no locality can be assessed");
 }
 
+// The ZAP domains of `config`: each CURVE [[publish]] endpoint's name, and "query", each with
+// its authorized-keys directory.
+std::map<std::string, std::filesystem::path> zap_domains(const Config& config) {
+    std::map<std::string, std::filesystem::path> domains;
+    for (const auto& e : config.publish)
+        if (e.curve.enabled()) domains.emplace(e.name, e.curve.authorized_keys_dir);
+    if (!config.query_bind.empty() && config.query_curve.enabled())
+        domains.emplace(query_zap_domain, config.query_curve.authorized_keys_dir);
+    return domains;
+}
+
+// The context's ZAP handler, when any endpoint has CURVE: made before any socket, since a
+// CURVE server without a ZAP handler admits every key.
+std::unique_ptr<curve::ZapHandler> make_zap_handler(zmq::context_t& context, const Config& config) {
+    auto domains = zap_domains(config);
+    if (domains.empty()) return nullptr;
+    return std::make_unique<curve::ZapHandler>(context, std::move(domains));
+}
+
 // `via` says where a batch came from when it is not a spool file (e.g. " (ingest endpoint)").
 void log_ingest(const IngestOutcome& out, std::string_view via = "") {
     for (const auto& e : out.errors) spdlog::warn("rejected: {}", e.format());
@@ -131,9 +151,14 @@ public:
           lock_((std::filesystem::create_directories(config.state_dir), config.state_dir)),
           pipeline_(config),
           spool_(config.spool_dir),
+          zap_(make_zap_handler(context_, config)),
           publisher_(context_, config.publish) {
         log_plugins(pipeline_.config(), pipeline_.plugins());
-        if (!config.query_bind.empty()) query_.emplace(context_, config.query_bind);
+        if (!config.query_bind.empty())
+            query_.emplace(context_, config.query_bind,
+                           config.query_curve.enabled()
+                               ? std::optional(curve::read_certificate(config.query_curve.secret_key_file))
+                               : std::nullopt);
         if (!config.ingest_bind.empty())
             ingest_endpoint_.emplace(context_, config.ingest_bind, config.endpoint_policy);
         // A single pass answers no request, so only a running daemon offers the socket.
@@ -290,6 +315,7 @@ private:
                 throw std::runtime_error(std::to_string(newly_refused) +
                                          " plugin(s) of the new set refused");
             log_plugins(next, plugins);
+            const auto zap_domains_now = apply_zap_domains(next);
             spdlog::set_level(spdlog::level::from_str(next.log_level));
             auto publish = pipeline_.config().publish;
             auto query_bind = pipeline_.config().query_bind;
@@ -297,6 +323,12 @@ private:
             next.publish = publish;  // sockets stay as bound
             next.query_bind = query_bind;
             next.ingest_bind = ingest_bind;
+            // ...and so does CURVE, with the directories the ZAP handler now reads.
+            next.query_curve = pipeline_.config().query_curve;
+            for (auto& e : next.publish)
+                if (e.curve.enabled()) e.curve.authorized_keys_dir = zap_domains_now.at(e.name);
+            if (next.query_curve.enabled() && !next.query_bind.empty())
+                next.query_curve.authorized_keys_dir = zap_domains_now.at(query_zap_domain);
             if (ingest_endpoint_) ingest_endpoint_->set_default_policy(next.endpoint_policy);
             pipeline_.reconfigure(std::move(next), std::move(plugins));
             pipeline_.reload_localities();
@@ -309,6 +341,35 @@ private:
         }
         notify("READY=1\nSTATUS=" + status_line() +
                (last_reload_.ok ? "" : "; last reload rejected, running the previous configuration"));
+    }
+
+    // CURVE sockets stay as bound (keys and CURVE on or off change at the next restart); the
+    // authorized-keys directories of the running CURVE endpoints follow the new file.
+    // Returns: the domain table now in force. Throws: std::runtime_error naming a directory
+    // that cannot be listed (the running table stays).
+    std::map<std::string, std::filesystem::path> apply_zap_domains(const Config& next) {
+        const auto running = zap_domains(pipeline_.config());
+        const auto wanted = zap_domains(next);
+        bool restart = running.size() != wanted.size();
+        auto secret_of = [](const Config& c, const std::string& domain) {
+            if (domain == query_zap_domain && !c.query_bind.empty()) return c.query_curve.secret_key_file;
+            for (const auto& e : c.publish)
+                if (e.name == domain) return e.curve.secret_key_file;
+            return std::filesystem::path();
+        };
+        auto domains = running;
+        for (auto& [domain, dir] : domains) {
+            auto it = wanted.find(domain);
+            if (it == wanted.end()) {
+                restart = true;
+                continue;
+            }
+            dir = it->second;
+            restart = restart || secret_of(next, domain) != secret_of(pipeline_.config(), domain);
+        }
+        if (restart) spdlog::warn("reload: CURVE endpoints and server keys change at the next restart");
+        if (zap_) zap_->set_domains(domains);
+        return domains;
     }
 
     std::string status_line() const {
@@ -364,6 +425,10 @@ private:
         auto& seqs = j["last_seq"] = nlohmann::json::object();
         for (const auto& ep : pipeline_.config().publish) seqs[ep.name] = pipeline_.last_seq(ep.name);
         j["ingest"] = {{"rows", ingested_rows_}, {"rejected", rejected_rows_}};
+        auto& zap = j["curve"] = nlohmann::json::object();
+        if (zap_)
+            for (const auto& [domain, n] : zap_->counts())
+                zap[domain] = {{"admitted", n.admitted}, {"refused", n.refused}};
         return j.dump();
     }
 
@@ -495,6 +560,7 @@ private:
     Pipeline pipeline_;
     Spool spool_;
     zmq::context_t context_;
+    std::unique_ptr<curve::ZapHandler> zap_;  // before every socket; null without CURVE
     Publisher publisher_;
     std::optional<QueryServer> query_;
     std::optional<IngestEndpoint> ingest_endpoint_;

@@ -3,9 +3,14 @@
 // fall back to a default), except inside [plugins.<name>], which the plugin validates.
 #include "config.hpp"
 
+#include "curve.hpp"
+
 #include <toml++/toml.h>
 
+#include <sys/stat.h>
+
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <initializer_list>
 #include <optional>
@@ -81,8 +86,8 @@ bool is_region_prefix(std::string_view s) {
 
 class Loader {
 public:
-    Loader(std::string label, std::filesystem::path base)
-        : label_(std::move(label)), base_(std::move(base)) {}
+    Loader(std::string label, std::filesystem::path base, LoadOptions options)
+        : label_(std::move(label)), base_(std::move(base)), options_(options) {}
 
     Config load(const toml::table& root, std::filesystem::path absolute_file);
 
@@ -208,6 +213,8 @@ private:
         return out;
     }
 
+    CurveKeys get_curve(const toml::table& t, const std::string& prefix) const;
+
     void load_daemon(const toml::table& root, Config& c) const;
     void load_ingest(const toml::table& root, Config& c) const;
     void check_ingest_bind(const toml::table& root, const Config& c) const;
@@ -222,6 +229,7 @@ private:
 
     std::string label_;            // the file name as given, prefix of every message
     std::filesystem::path base_;   // directory that relative paths are resolved against
+    LoadOptions options_;
 };
 
 Config Loader::load(const toml::table& root, std::filesystem::path absolute_file) {
@@ -242,6 +250,51 @@ Config Loader::load(const toml::table& root, std::filesystem::path absolute_file
     load_plugins(root, c);
     load_actions(root, c);
     return c;
+}
+
+// curve_secret_key_file and authorized_keys_dir of one endpoint: both or neither. The secret
+// file must parse and hold a secret key nobody but its owner and group can read; the
+// directory must be listable (keys in it that do not parse are logged by the daemon).
+CurveKeys Loader::get_curve(const toml::table& t, const std::string& prefix) const {
+    static constexpr std::string_view secret_key = "curve_secret_key_file";
+    static constexpr std::string_view dir_key = "authorized_keys_dir";
+    CurveKeys k;
+    auto secret = get_path(t, prefix, secret_key);
+    auto dir = get_path(t, prefix, dir_key);
+    if (!secret && !dir) return k;
+    if (!secret || !dir) {
+        const std::string_view given = secret ? secret_key : dir_key;
+        const std::string_view missing = secret ? dir_key : secret_key;
+        fail(*t.get(given), dotted(prefix, given),
+             "needs " + std::string(missing) + " as well: CURVE takes both keys or neither");
+    }
+    k.secret_key_file = *secret;
+    k.authorized_keys_dir = *dir;
+    if (!options_.read_key_files) return k;
+    const toml::node& secret_at = *t.get(secret_key);
+    curve::Certificate cert;
+    try {
+        cert = curve::read_certificate(*secret);
+    } catch (const std::runtime_error& e) {
+        fail(secret_at, dotted(prefix, secret_key), e.what());
+    }
+    if (!cert.secret_key)
+        fail(secret_at, dotted(prefix, secret_key),
+             secret->string() + " holds no secret-key: name the server's NAME.key_secret, not NAME.key");
+    struct stat st {};
+    if (::stat(secret->c_str(), &st) == 0 && (st.st_mode & 0007) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+        fail(secret_at, dotted(prefix, secret_key),
+             secret->string() + " is open to every user (mode " + mode + "); expected 0600 or 0640 (chmod o-rwx " +
+                 secret->string() + ")");
+    }
+    try {
+        (void)curve::load_authorized(*dir);
+    } catch (const std::runtime_error& e) {
+        fail(*t.get(dir_key), dotted(prefix, dir_key), e.what());
+    }
+    return k;
 }
 
 void Loader::load_daemon(const toml::table& root, Config& c) const {
@@ -324,7 +377,7 @@ void Loader::load_publish(const toml::table& root, Config& c) const {
         ++index;
         const std::string prefix = "publish[" + std::to_string(index) + "]";
         const toml::table& t = *el.as_table();
-        check_keys(t, prefix, {"name", "bind", "scope"}, false);
+        check_keys(t, prefix, {"name", "bind", "scope", "curve_secret_key_file", "authorized_keys_dir"}, false);
         PublishEndpoint e;
         if (auto name = get_string(t, prefix, "name", true)) {
             if (!is_name(*name, true))
@@ -343,6 +396,7 @@ void Loader::load_publish(const toml::table& root, Config& c) const {
                      "expected a region prefix like \"KE/KE-03\", got '" + *scope + "'");
             e.scope = *scope;
         }
+        e.curve = get_curve(t, prefix);
         for (const auto& other : c.publish) {
             if (other.name == e.name)
                 fail(t.get("name") ? t.get("name")->source() : t.source(), prefix + ".name",
@@ -359,7 +413,16 @@ void Loader::load_query(const toml::table& root, Config& c) const {
     if (!c.publish.empty()) c.query_endpoint = c.publish.front().name;
     const toml::table* t = table_at(root, "", "query");
     if (!t) return;
-    check_keys(*t, "query", {"bind", "endpoint"}, false);
+    check_keys(*t, "query", {"bind", "endpoint", "curve_secret_key_file", "authorized_keys_dir"}, false);
+    c.query_curve = get_curve(*t, "query");
+    // The query endpoint's ZAP domain is "query"; a CURVE [[publish]] endpoint of that name
+    // would share it, so the two must admit the same keys.
+    for (const auto& p : c.publish)
+        if (c.query_curve.enabled() && p.curve.enabled() && p.name == "query" &&
+            p.curve.authorized_keys_dir != c.query_curve.authorized_keys_dir)
+            fail(*t->get("authorized_keys_dir"), "query.authorized_keys_dir",
+                 "the ZAP domain \"query\" is also the [[publish]] endpoint 'query', whose "
+                 "authorized_keys_dir differs; rename that endpoint");
     if (auto bind = get_string(*t, "query", "bind", true)) {
         for (const auto& p : c.publish)
             if (p.bind == *bind)
@@ -577,7 +640,7 @@ std::optional<RejectPolicy> parse_reject_policy(std::string_view name) {
     return std::nullopt;
 }
 
-Config load_config(const std::filesystem::path& file) {
+Config load_config(const std::filesystem::path& file, const LoadOptions& options) {
     const std::string label = file.string();
     std::error_code ec;
     auto absolute = std::filesystem::absolute(file, ec).lexically_normal();
@@ -594,7 +657,7 @@ Config load_config(const std::filesystem::path& file) {
         throw ConfigError(label + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
                           ": " + std::string(e.description()));
     }
-    Loader loader(label, absolute.parent_path());
+    Loader loader(label, absolute.parent_path(), options);
     return loader.load(root, absolute);
 }
 

@@ -27,10 +27,19 @@ struct LevelThresholds {
     double clear = 0;  // score below which an open alert at this level clears (clear < raise)
 };
 
+// CURVE on one server endpoint (docs/protocol.md, Security): both paths or neither.
+struct CurveKeys {
+    std::filesystem::path secret_key_file;      // key curve_secret_key_file: the server's NAME.key_secret
+    std::filesystem::path authorized_keys_dir;  // key authorized_keys_dir: one NAME.key per client
+    bool enabled() const { return !secret_key_file.empty(); }
+    bool operator==(const CurveKeys&) const = default;
+};
+
 struct PublishEndpoint {
     std::string name;   // unique; defaults to "publish<N>" (N from 1)
     std::string bind;   // ZeroMQ endpoint, e.g. "tcp://127.0.0.1:7601"
     std::string scope;  // region prefix; empty = everything
+    CurveKeys curve;    // not enabled = no CURVE (plain TCP)
 };
 
 enum class RejectPolicy { partial, reject_file };
@@ -71,6 +80,7 @@ struct Config {
     std::string query_bind;      // key bind; empty = no query endpoint
     std::string query_endpoint;  // key endpoint: the [[publish]] name whose outbox it serves
                                  // (default: the first endpoint)
+    CurveKeys query_curve;       // ZAP domain "query"
 
     // [scoring]
     std::map<std::string, double> weights;  // [scoring.weights] indicator = weight (> 0)
@@ -109,8 +119,17 @@ struct Config {
     const LevelThresholds& thresholds(Level l) const { return levels.at(int(l) - 1); }
 };
 
+// What load_config checks beyond the file itself.
+struct LoadOptions {
+    // Read the CURVE key files the configuration names (secret key parses and is not open to
+    // every user, authorized-keys directory lists): the daemon and --check-config do. Tools
+    // that never serve CURVE (ewsctl) skip it, since an operator in the daemon's group need
+    // not be able to read the server's secret key.
+    bool read_key_files = true;
+};
+
 // Reads and validates `file`. Relative paths are resolved against the file's directory.
 // Throws: ConfigError with the location and key of the first problem.
-Config load_config(const std::filesystem::path& file);
+Config load_config(const std::filesystem::path& file, const LoadOptions& options = {});
 
 }  // namespace ews

@@ -1,5 +1,6 @@
 #include "publisher.hpp"
 
+#include "curve.hpp"
 #include "messages.hpp"
 
 namespace ews {
@@ -26,6 +27,7 @@ Publisher::Publisher(zmq::context_t& context, const std::vector<PublishEndpoint>
         zmq::socket_t socket(context, zmq::socket_type::pub);
         socket.set(zmq::sockopt::sndhwm, send_high_water_mark);
         socket.set(zmq::sockopt::linger, linger_ms);
+        if (e.curve.enabled()) curve::make_server(socket, curve::read_certificate(e.curve.secret_key_file), e.name);
         socket.bind(e.bind);
         sockets_.insert_or_assign(e.name, std::move(socket));
     }

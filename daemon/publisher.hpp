@@ -1,6 +1,8 @@
 // publisher.hpp: one ZeroMQ PUB socket per [[publish]] endpoint. Sends committed outbox
 // rows as two frames [topic, payload], and heartbeats on "hb/". Never blocks: a message a
 // slow subscriber cannot take is dropped for that subscriber, which replays it by seq.
+// An endpoint with CURVE keys is a CURVE server whose ZAP domain is the endpoint's name; the
+// caller runs the curve::ZapHandler that admits its subscribers.
 #pragma once
 
 #include "config.hpp"
@@ -16,7 +18,9 @@ namespace ews {
 
 class Publisher {
 public:
-    // Binds every endpoint. Throws: zmq::error_t naming nothing; the caller reports the bind.
+    // Binds every endpoint, CURVE first where configured. Throws: zmq::error_t naming nothing,
+    // the caller reports the bind; std::runtime_error "FILE:LINE: ..." for a secret key file
+    // that no longer reads.
     Publisher(zmq::context_t& context, const std::vector<PublishEndpoint>& endpoints);
     // Sends `row` on the socket of row.endpoint (ignored when the endpoint is unknown).
     void send(const OutboxRow& row);

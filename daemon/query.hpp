@@ -3,12 +3,14 @@
 // the seq they are current to), status. A malformed request gets {"error": "..."}.
 #pragma once
 
+#include "curve.hpp"
 #include "store.hpp"
 
 #include <zmq.hpp>
 
 #include <exception>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace ews {
@@ -31,9 +33,15 @@ std::string parse_reason(const std::exception& parse_error);
 std::string answer_query(const std::string& request, Store& store, const std::string& endpoint,
                          const std::function<std::string()>& status);
 
+// The ZAP domain of the query endpoint when it has CURVE.
+inline constexpr const char* query_zap_domain = "query";
+
 class QueryServer {
 public:
-    QueryServer(zmq::context_t& context, const std::string& bind);
+    // Binds `bind`; with `server` a CURVE server of ZAP domain query_zap_domain, whose clients
+    // the context's curve::ZapHandler admits. Throws: zmq::error_t (the caller reports it).
+    QueryServer(zmq::context_t& context, const std::string& bind,
+                const std::optional<curve::Certificate>& server = std::nullopt);
     zmq::socket_t& socket() { return socket_; }
     // Receives one request (the socket is readable) and sends its answer.
     void handle(Store& store, const std::string& endpoint, const std::function<std::string()>& status);

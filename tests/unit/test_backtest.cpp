@@ -86,7 +86,7 @@ TEST_CASE("precision and recall of alerts at or above a level", "[backtest]") {
     CHECK_FALSE(precision_recall(std::vector<std::uint8_t>{1, 0}, Labels{0, 0}, Level::watch).recall);
 }
 
-TEST_CASE("a label window is (t, t + horizon]", "[backtest]") {
+TEST_CASE("a label window runs from after t up to and including t + horizon", "[backtest]") {
     const std::vector<TimePoint> outcomes{t0 + 10 * day, t0 + 20 * day};
     CHECK(any_in(outcomes, t0 + 3 * day, t0 + 10 * day));       // the end is inside
     CHECK_FALSE(any_in(outcomes, t0 + 10 * day, t0 + 17 * day)); // the start is not

@@ -1,4 +1,5 @@
 #include "config.hpp"
+#include "curve.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -407,5 +408,127 @@ TEST_CASE("reminders, flap detection and playbooks load from [scoring] and [acti
         CHECK(error_of(dir, minimal + "[actions.group_presence]\nresolved = [\"x\"]\n") ==
               f + ":5:1: actions.group_presence.resolved: unknown key (expected one of: watch, "
                   "warning, critical)");
+    }
+}
+
+namespace {
+
+// Writes DIR/keys/server.key_secret (0600) and .key with `ewsctl keygen`'s writer, and an
+// empty DIR/authorized.
+void write_server_keys(const TempDir& dir) {
+    curve::write_certificate(dir.path / "keys", "server", curve::generate());
+    fs::create_directories(dir.path / "authorized");
+}
+
+// Line numbers in the CURVE tests below count from this text: lines 1-3 [daemon], 4 [[publish]],
+// 5 name, 6 bind; what a test appends starts at line 7.
+std::string curve_publish(const std::string& keys) {
+    return minimal + "[[publish]]\nname = \"national\"\nbind = \"tcp://127.0.0.1:7601\"\n" + keys;
+}
+
+}  // namespace
+
+TEST_CASE("CURVE keys of [[publish]] and [query] load relative to the config file", "[config][curve]") {
+    TempDir dir;
+    write_server_keys(dir);
+    fs::create_directories(dir.path / "query.authorized");
+    Config c = load_config(dir.write("ewsd.toml", curve_publish("curve_secret_key_file = \"keys/server.key_secret\"\n"
+                                                                "authorized_keys_dir = \"authorized\"\n"
+                                                                "[[publish]]\nname = \"plain\"\n"
+                                                                "bind = \"tcp://127.0.0.1:7611\"\n"
+                                                                "[query]\nbind = \"tcp://127.0.0.1:7602\"\n"
+                                                                "curve_secret_key_file = \"keys/server.key_secret\"\n"
+                                                                "authorized_keys_dir = \"./query.authorized/\"\n")));
+    const auto base = fs::absolute(dir.path).lexically_normal();
+    REQUIRE(c.publish.size() == 2);
+    CHECK(c.publish[0].curve.enabled());
+    CHECK(c.publish[0].curve.secret_key_file == base / "keys" / "server.key_secret");
+    CHECK(c.publish[0].curve.authorized_keys_dir == base / "authorized");
+    CHECK_FALSE(c.publish[1].curve.enabled());
+    CHECK(c.publish[1].curve.authorized_keys_dir.empty());
+    CHECK(c.query_curve.enabled());
+    CHECK(c.query_curve.secret_key_file == base / "keys" / "server.key_secret");
+    CHECK(c.query_curve.authorized_keys_dir == base / "query.authorized/");
+
+    Config plain = load_config(dir.write("ewsd.toml", minimal + "[query]\nbind = \"tcp://127.0.0.1:7602\"\n"
+                                                                "endpoint = \"x\"\n[[publish]]\nname = \"x\"\n"
+                                                                "bind = \"tcp://127.0.0.1:7601\"\n"));
+    CHECK_FALSE(plain.query_curve.enabled());
+}
+
+TEST_CASE("CURVE key errors name file, line, column and key", "[config][curve]") {
+    TempDir dir;
+    write_server_keys(dir);
+    const std::string f = (dir.path / "ewsd.toml").string();
+    const std::string secret = (fs::absolute(dir.path).lexically_normal() / "keys" / "server.key_secret").string();
+    // Both values start at column 25 ("curve_secret_key_file = " is 24 characters) and 23
+    // ("authorized_keys_dir = " is 22).
+
+    SECTION("one key without the other") {
+        CHECK(error_of(dir, curve_publish("curve_secret_key_file = \"keys/server.key_secret\"\n")) ==
+              f + ":7:25: publish[1].curve_secret_key_file: needs authorized_keys_dir as well: CURVE takes both "
+                  "keys or neither");
+        CHECK(error_of(dir, curve_publish("authorized_keys_dir = \"authorized\"\n")) ==
+              f + ":7:23: publish[1].authorized_keys_dir: needs curve_secret_key_file as well: CURVE takes both "
+                  "keys or neither");
+        // [query]: line 4 is [query], line 5 bind, line 6 the key.
+        CHECK(error_of(dir, minimal + "[query]\nbind = \"tcp://127.0.0.1:7602\"\nauthorized_keys_dir = \"authorized\"\n") ==
+              f + ":6:23: query.authorized_keys_dir: needs curve_secret_key_file as well: CURVE takes both keys or "
+                  "neither");
+    }
+    SECTION("a missing secret file") {
+        const std::string missing = (fs::absolute(dir.path).lexically_normal() / "keys" / "absent.key_secret").string();
+        CHECK_THAT(error_of(dir, curve_publish("curve_secret_key_file = \"keys/absent.key_secret\"\n"
+                                               "authorized_keys_dir = \"authorized\"\n")),
+                   Catch::StartsWith(f + ":7:25: publish[1].curve_secret_key_file: " + missing + ": cannot read: "));
+    }
+    SECTION("a malformed secret file is named with its own line") {
+        // Line 3 of the key file holds a 5-character key.
+        std::ofstream(dir.path / "keys" / "bad.key_secret") << "# made by hand\ncurve\n    public-key = \"short\"\n";
+        fs::permissions(dir.path / "keys" / "bad.key_secret", fs::perms::owner_read | fs::perms::owner_write);
+        const std::string bad = (fs::absolute(dir.path).lexically_normal() / "keys" / "bad.key_secret").string();
+        CHECK(error_of(dir, curve_publish("curve_secret_key_file = \"keys/bad.key_secret\"\n"
+                                          "authorized_keys_dir = \"authorized\"\n")) ==
+              f + ":7:25: publish[1].curve_secret_key_file: " + bad +
+                  ":3: public-key: expected a 40-character Z85 key, found 5 characters");
+    }
+    SECTION("a public certificate where the secret one belongs") {
+        const std::string pub = (fs::absolute(dir.path).lexically_normal() / "keys" / "server.key").string();
+        CHECK(error_of(dir, curve_publish("curve_secret_key_file = \"keys/server.key\"\n"
+                                          "authorized_keys_dir = \"authorized\"\n")) ==
+              f + ":7:25: publish[1].curve_secret_key_file: " + pub +
+                  " holds no secret-key: name the server's NAME.key_secret, not NAME.key");
+    }
+    SECTION("a secret file every user can read") {
+        fs::permissions(dir.path / "keys" / "server.key_secret", fs::perms::others_read, fs::perm_options::add);
+        CHECK(error_of(dir, curve_publish("curve_secret_key_file = \"keys/server.key_secret\"\n"
+                                          "authorized_keys_dir = \"authorized\"\n")) ==
+              f + ":7:25: publish[1].curve_secret_key_file: " + secret +
+                  " is open to every user (mode 0604); expected 0600 or 0640 (chmod o-rwx " + secret + ")");
+        // Group-readable (0640) is allowed: a key the ewsd group shares.
+        fs::permissions(dir.path / "keys" / "server.key_secret", fs::perms::owner_read | fs::perms::owner_write |
+                                                                     fs::perms::group_read);
+        CHECK(error_of(dir, curve_publish("curve_secret_key_file = \"keys/server.key_secret\"\n"
+                                          "authorized_keys_dir = \"authorized\"\n")) == "");
+    }
+    SECTION("an authorized-keys directory that cannot be listed") {
+        const std::string absent = (fs::absolute(dir.path).lexically_normal() / "nowhere").string();
+        CHECK_THAT(error_of(dir, curve_publish("curve_secret_key_file = \"keys/server.key_secret\"\n"
+                                               "authorized_keys_dir = \"nowhere\"\n")),
+                   Catch::StartsWith(f + ":8:23: publish[1].authorized_keys_dir: " + absent + ": cannot list"));
+    }
+    SECTION("a wrong type") {
+        CHECK(error_of(dir, curve_publish("curve_secret_key_file = 7\nauthorized_keys_dir = \"authorized\"\n")) ==
+              f + ":7:25: publish[1].curve_secret_key_file: expected a non-empty string, got integer");
+    }
+    SECTION("tools that never serve CURVE skip reading the key files") {
+        auto file = dir.write("ewsd.toml", curve_publish("curve_secret_key_file = \"keys/absent.key_secret\"\n"
+                                                         "authorized_keys_dir = \"nowhere\"\n"));
+        CHECK_THROWS_AS(load_config(file), ConfigError);
+        Config c = load_config(file, LoadOptions{.read_key_files = false});
+        CHECK(c.publish[0].curve.secret_key_file.filename() == "absent.key_secret");
+        // ...but both-or-neither still holds.
+        auto half = dir.write("ewsd.toml", curve_publish("authorized_keys_dir = \"nowhere\"\n"));
+        CHECK_THROWS_AS(load_config(half, LoadOptions{.read_key_files = false}), ConfigError);
     }
 }

@@ -117,7 +117,7 @@ TEST_CASE("malformed control requests get an error naming what is wrong", "[cont
                Catch::StartsWith("malformed request: "));
 }
 
-TEST_CASE("silence_add stores a silence; silence_list shows it", "[control]") {
+TEST_CASE("silence_add stores a silence and silence_list shows it", "[control]") {
     Fixture f;
     json r = f.ask(silence_request("region", "N/N1"));
     REQUIRE(r == json{{"ok", true}, {"id", 1}});

@@ -122,7 +122,7 @@ TEST_CASE("an alert payload has every protocol v1 field with its type", "[messag
                                   "school outreach to children who left"});
 }
 
-TEST_CASE("a first raise has previous_level none; later events name the level before", "[messages]") {
+TEST_CASE("a first raise has previous_level none, later events name the level before", "[messages]") {
     Fixture f;
     CHECK(f.payload().at("previous_level") == "none");
     f.event.type = "escalated";

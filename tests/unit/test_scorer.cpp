@@ -109,7 +109,7 @@ TEST_CASE("non-finite inputs never give non-finite output", "[scorer]") {
     }
 }
 
-TEST_CASE("the dominant indicator has the largest share; no evidence is not a score", "[scorer]") {
+TEST_CASE("the dominant indicator has the largest share, and no evidence is not a score", "[scorer]") {
     const std::vector<std::string> names{"a", "b", "c"};
     // shares w*c*s: a 1*1*0.3 = 0.3, b 2*0.5*0.6 = 0.6, c stale 1*1*0.5 = 0.5
     auto c = compose(names, {assessed(0.3, 1), assessed(0.6, 0.5), assessed(0.5, 1, sdk::Status::stale)},

@@ -4,12 +4,14 @@
 #include "backtest.hpp"
 #include "config.hpp"
 #include "control.hpp"
+#include "curve.hpp"
 #include "db_commands.hpp"
 #include "gen_demo.hpp"
 #include "ingest.hpp"
 #include "ingest_endpoint.hpp"
 #include "pipeline.hpp"
 #include "plugin_test.hpp"
+#include "relay.hpp"
 #include "store.hpp"
 
 #include <CLI/CLI.hpp>
@@ -307,14 +309,17 @@ bool refused(const nlohmann::json& reply) {
 }
 
 int cmd_status(const Config& config) {
+    // A local daemon answers on its control socket (file permissions, no CURVE needed);
+    // otherwise the query endpoint, which must then be reachable without CURVE keys.
     nlohmann::json reply;
-    if (!config.query_bind.empty()) {
-        reply = nlohmann::json::parse(query(query_endpoint(config), R"({"op":"status"})"));
-    } else if (const pid_t daemon = running_daemon(config); daemon != 0) {
+    if (const pid_t daemon = running_daemon(config); daemon != 0) {
         reply = ask_daemon(config, {{"op", "status"}}, daemon);
+    } else if (!config.query_bind.empty() && !config.query_curve.enabled()) {
+        reply = nlohmann::json::parse(query(query_endpoint(config), R"({"op":"status"})"));
     } else {
-        std::cerr << "ewsctl: no daemon holds " << config.state_dir.string() << " and no [query] bind in "
-                  << config.file.string() << " to ask one elsewhere\n";
+        std::cerr << "ewsctl: no daemon holds " << config.state_dir.string()
+                  << " and no plain (non-CURVE) [query] bind in " << config.file.string()
+                  << " to ask one elsewhere\n";
         return 1;
     }
     if (refused(reply)) return 1;
@@ -480,6 +485,25 @@ int cmd_plugins(const Config& config) {
     return status;
 }
 
+// `ewsctl keygen NAME [--dir DIR]`: a CURVE key pair as NAME.key (0644) and NAME.key_secret
+// (0600). Returns: 0, 1 when a file exists or cannot be written, 2 for a bad name.
+int cmd_keygen(const std::string& name, const std::string& dir) {
+    try {
+        const auto certificate = curve::generate();
+        const auto files = curve::write_certificate(dir, name, certificate);
+        std::cout << "public:  " << files.public_file.string() << "  (give it to the other side)\n"
+                  << "secret:  " << files.secret_file.string() << "  (mode 0600; keep it here)\n"
+                  << "public key: " << certificate.public_key << "\n";
+        return 0;
+    } catch (const std::invalid_argument& e) {
+        std::cerr << "ewsctl: keygen: " << e.what() << "\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "ewsctl: keygen: " << e.what() << "\n";
+        return 1;
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -568,6 +592,11 @@ int main(int argc, char** argv) {
     plugin_test->add_option("--format", test.format, "table or json")
         ->check(CLI::IsMember({"table", "json"}));
 
+    std::string keygen_name, keygen_dir = ".";
+    auto* keygen = cli.add_subcommand("keygen", "write a CURVE key pair NAME.key (public) and NAME.key_secret");
+    keygen->add_option("name", keygen_name, "key name: [A-Za-z0-9_.-]+, not starting with '.'")->required();
+    keygen->add_option("--dir", keygen_dir, "directory (default: the current one; created 0700)");
+
     demo::Options gen;
     std::string gen_dir, gen_end;
     auto* gen_demo = cli.add_subcommand("gen-demo", "write a synthetic demo country and its history");
@@ -581,6 +610,9 @@ int main(int argc, char** argv) {
                          "episodes of deterioration per locality-year (default 0.04)")->check(CLI::Range(0.0, 1.0));
     gen_demo->add_option("--rising-share", gen.rising_share,
                          "share of localities deteriorating at the end (default 0.06)")->check(CLI::Range(0.0, 1.0));
+
+    relay::Options relay_options;
+    auto* relay_cmd = relay::add_subcommand(cli, relay_options);
 
     backtest::Options bt;
     auto* backtest_cmd = cli.add_subcommand(
@@ -611,6 +643,8 @@ int main(int argc, char** argv) {
     spdlog::set_level(spdlog::level::warn);
 
     try {
+        if (relay_cmd->parsed()) return relay::run(relay_options);
+        if (keygen->parsed()) return cmd_keygen(keygen_name, keygen_dir);
         if (gen_demo->parsed()) {
             gen.dir = gen_dir;
             gen.end = std::chrono::floor<std::chrono::days>(wall_now());
@@ -634,7 +668,7 @@ int main(int argc, char** argv) {
         const bool needs_config = !plugin_test->parsed() || config_option->count() > 0;
         if (needs_config) {
             try {
-                config = load_config(config_file);
+                config = load_config(config_file, LoadOptions{.read_key_files = false});
             } catch (const std::exception& e) {
                 std::cerr << e.what() << "\n";
                 return 1;
