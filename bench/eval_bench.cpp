@@ -43,6 +43,8 @@
 //
 // Output: tables on stdout; progress on stderr when it is a terminal; results in
 // EWS_BENCH_RESULTS_DIR/eval.json. Exit status 1 when a target is missed.
+#include "bench_support.hpp"
+
 #include "alerting.hpp"
 #include "allocator.hpp"
 #include "engine.hpp"
@@ -85,6 +87,10 @@ using Clock = std::chrono::steady_clock;
 using ews::sdk::TimePoint;
 
 namespace {
+
+using ews::bench::load_average;
+using ews::bench::median;
+using ews::bench::Progress;
 
 constexpr std::size_t batch_rows = 65536;  // what Pipeline hands Engine::apply at start
 constexpr double full_ratio_target = 5.0;
@@ -203,13 +209,6 @@ struct Dataset {
     PlainData plain;  // empty unless asked for
 };
 
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string a, b, c;
-    in >> a >> b >> c;
-    return a + " " + b + " " + c;
-}
-
 // Returns: the peak resident memory of this process (VmHWM), in bytes.
 std::size_t peak_resident_bytes() {
     std::ifstream in("/proc/self/status");
@@ -219,24 +218,7 @@ std::size_t peak_resident_bytes() {
     return 0;
 }
 
-[[noreturn]] void die(const std::string& what) {
-    std::cerr << "ews_bench_eval: " << what << "\n";
-    std::exit(2);
-}
-
-class Progress {
-public:
-    Progress() : on_(::isatty(2) == 1) {}
-    void operator()(const std::string& what) const {
-        if (on_) std::cerr << "\r\033[K" << what << std::flush;
-    }
-    void done() const {
-        if (on_) std::cerr << "\r\033[K" << std::flush;
-    }
-
-private:
-    bool on_;
-};
+[[noreturn]] void die(const std::string& what) { ews::bench::die("ews_bench_eval", what); }
 
 double process_cpu_ms() {
     timespec t{};
@@ -267,13 +249,6 @@ struct Timings {
         wall.push_back(w.wall_ms());
     }
 };
-
-double median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 const std::vector<std::string>& source_names() {
     static const std::vector<std::string> names = [] {

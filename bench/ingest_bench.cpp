@@ -19,6 +19,8 @@
 //
 // Output: one table row per order on stdout; progress on stderr when it is a terminal;
 // results in EWS_BENCH_RESULTS_DIR/ingest.json. Exit status 1 when a target is missed.
+#include "bench_support.hpp"
+
 #include "ingest.hpp"
 #include "store.hpp"
 
@@ -46,6 +48,10 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using ews::bench::load_average;
+using ews::bench::median;
+using ews::bench::Progress;
 
 struct Options {
     std::size_t rows = 1'000'000;
@@ -196,36 +202,7 @@ double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string a, b, c;
-    in >> a >> b >> c;
-    return a + " " + b + " " + c;
-}
-
-[[noreturn]] void die(const std::string& what) {
-    std::cerr << "ews_bench_ingest: " << what << "\n";
-    std::exit(2);
-}
-
-class Progress {
-public:
-    Progress() : on_(::isatty(2) == 1) {}
-    void operator()(const std::string& what) const {
-        if (on_) std::cerr << "\r\033[K" << what << std::flush;
-    }
-    void done() const {
-        if (on_) std::cerr << "\r\033[K" << std::flush;
-    }
-
-private:
-    bool on_;
-};
+[[noreturn]] void die(const std::string& what) { ews::bench::die("ews_bench_ingest", what); }
 
 struct Measure {
     std::vector<double> ewsd, reference;

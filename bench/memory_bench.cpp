@@ -24,6 +24,8 @@
 // Output: one table row per size on stdout (and, when the target is missed or with --split,
 // where the bytes go); progress on stderr when it is a terminal; results in
 // EWS_BENCH_RESULTS_DIR/memory.json. Exit status 1 when a target is missed.
+#include "bench_support.hpp"
+
 #include "engine.hpp"
 
 #include <nlohmann/json.hpp>
@@ -53,6 +55,10 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+using ews::bench::load_average;
+using ews::bench::median;
+using ews::bench::Progress;
 
 // Bytes a row of the reference holds; see the top comment.
 constexpr std::size_t raw_row_bytes = 8 + 8 + 8 + 4 + 4 + 4;
@@ -153,33 +159,9 @@ std::size_t resident_bytes() {
     return resident * std::size_t(::sysconf(_SC_PAGESIZE));
 }
 
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string a, b, c;
-    in >> a >> b >> c;
-    return a + " " + b + " " + c;
-}
-
 double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
 
-[[noreturn]] void die(const std::string& what) {
-    std::cerr << "ews_bench_memory: " << what << "\n";
-    std::exit(2);
-}
-
-class Progress {
-public:
-    Progress() : on_(::isatty(2) == 1) {}
-    void operator()(const std::string& what) const {
-        if (on_) std::cerr << "\r\033[K" << what << std::flush;
-    }
-    void done() const {
-        if (on_) std::cerr << "\r\033[K" << std::flush;
-    }
-
-private:
-    bool on_;
-};
+[[noreturn]] void die(const std::string& what) { ews::bench::die("ews_bench_memory", what); }
 
 // The capacity a series of `n` points ends with when appended one by one under the engine's
 // growth rule (grow_for_one_more in engine.cpp: n + n/4 + 4 when full). Used only to explain

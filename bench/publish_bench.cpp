@@ -33,6 +33,8 @@
 // Output: a table on stdout; progress on stderr when it is a terminal; results in
 // EWS_BENCH_RESULTS_DIR/publish.json. The exit status is 0 whatever the ratio (the table
 // says pass or FAIL); 2 on a usage error or a failure to set up.
+#include "bench_support.hpp"
+
 #include "config.hpp"
 #include "curve.hpp"
 #include "messages.hpp"
@@ -75,6 +77,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+using ews::bench::load_average;
+using ews::bench::median;
+using ews::bench::Progress;
+
 constexpr double ratio_target = 0.5;
 // The publisher's own send high water mark (daemon/publisher.cpp); the raw side uses it too.
 constexpr int send_high_water_mark = 100000;
@@ -97,38 +103,7 @@ struct Options {
     int reps = 5;
 };
 
-[[noreturn]] void die(const std::string& what) {
-    std::cerr << "ews_bench_publish: " << what << "\n";
-    std::exit(2);
-}
-
-class Progress {
-public:
-    Progress() : on_(::isatty(2) == 1) {}
-    void operator()(const std::string& what) const {
-        if (on_) std::cerr << "\r\033[K" << what << std::flush;
-    }
-    void done() const {
-        if (on_) std::cerr << "\r\033[K" << std::flush;
-    }
-
-private:
-    bool on_;
-};
-
-std::string load_average() {
-    std::ifstream in("/proc/loadavg");
-    std::string a, b, c;
-    in >> a >> b >> c;
-    return a + " " + b + " " + c;
-}
-
-double median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    const std::size_t n = v.size();
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+[[noreturn]] void die(const std::string& what) { ews::bench::die("ews_bench_publish", what); }
 
 // Returns: a TCP port on 127.0.0.1 that nothing listens on now.
 int free_port() {

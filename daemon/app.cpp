@@ -187,8 +187,10 @@ private:
         for (const auto& file : spool_.pending()) {
             try {
                 auto out = pipeline_.ingest(file, now());
-                log_ingest(out);
+                // Logged once the file and its rejects are in done/ or failed/, so the log
+                // never names an outcome whose files are not there yet.
                 spool_.finish(out);
+                log_ingest(out);
                 ingested_rows_ += out.rows.size();
                 rejected_rows_ += out.errors.size();
             } catch (const std::exception& e) {

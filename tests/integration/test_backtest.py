@@ -148,6 +148,24 @@ def main():
         check(not os.path.exists(os.path.join(work, "state", "ewsd.db")),
               "the backtest writes no database")
 
+        # --detail: one row per locality and period, labelled like the samples counted.
+        detail = os.path.join(work, "detail.csv")
+        r = backtest(config, "--data", data, "--truth", truth, "--detail", detail)
+        check(r.returncode == 0, "--detail exits 0 (%d): %s" % (r.returncode, r.stderr.strip()))
+        import csv as csv_module
+        with open(detail) as f:
+            rows = list(csv_module.DictReader(f))
+        check(rows and list(rows[0])[:5] == ["locality", "time", "label", "composite", "composite_level"]
+              and {n + "_level" for n in SHIPPED} <= set(rows[0]) and list(rows[0])[-1] == "naive",
+              "the detail header: %s" % (list(rows[0]) if rows else None))
+        check(len(rows) == report["localities"] * report["periods"],
+              "%d detail rows for %d localities x %d periods"
+              % (len(rows), report["localities"], report["periods"]))
+        labelled = [r for r in rows if r["label"] != ""]
+        check(len(labelled) == report["samples"]
+              and sum(r["label"] == "1" for r in labelled) == report["positives"],
+              "the detail's labels are the samples and positives of the report")
+
         r = backtest(config, "--data", data, "--truth", truth, "--format", "json")
         check(r.returncode == 0 and json.loads(r.stdout) == report,
               "--format json prints the same figures as --json writes")
