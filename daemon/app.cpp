@@ -13,6 +13,7 @@
 
 #include <csignal>
 #include <cstdint>
+#include <array>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -154,11 +155,18 @@ public:
           zap_(make_zap_handler(context_, config)),
           publisher_(context_, config.publish) {
         log_plugins(pipeline_.config(), pipeline_.plugins());
+        auto certificate = [](const CurveKeys& keys) {
+            return keys.enabled() ? std::optional(curve::read_certificate(keys.secret_key_file)) : std::nullopt;
+        };
         if (!config.query_bind.empty())
-            query_.emplace(context_, config.query_bind,
-                           config.query_curve.enabled()
-                               ? std::optional(curve::read_certificate(config.query_curve.secret_key_file))
-                               : std::nullopt);
+            queries_.push_back({QueryServer(context_, config.query_bind, certificate(config.query_curve)),
+                                config.query_endpoint.empty() ? std::string(default_outbox)
+                                                              : config.query_endpoint,
+                                ""});
+        for (const auto& e : config.publish)
+            if (!e.query_bind.empty())
+                queries_.push_back(
+                    {QueryServer(context_, e.query_bind, certificate(e.curve), e.name), e.name, e.scope});
         if (!config.ingest_bind.empty())
             ingest_endpoint_.emplace(context_, config.ingest_bind, config.endpoint_policy);
         // A single pass answers no request, so only a running daemon offers the socket.
@@ -297,7 +305,12 @@ private:
         const auto& file = pipeline_.config().file;
         try {
             Config next = load_config(file);
-            if (next.publish.size() != pipeline_.config().publish.size() ||
+            auto sockets_of = [](const Config& c) {
+                std::vector<std::array<std::string, 4>> out;
+                for (const auto& e : c.publish) out.push_back({e.name, e.bind, e.scope, e.query_bind});
+                return out;
+            };
+            if (sockets_of(next) != sockets_of(pipeline_.config()) ||
                 next.query_bind != pipeline_.config().query_bind ||
                 next.ingest_bind != pipeline_.config().ingest_bind)
                 spdlog::warn("reload: endpoint changes take effect at the next restart");
@@ -434,6 +447,31 @@ private:
         return j.dump();
     }
 
+    // The status a scoped endpoint's query endpoint gives: nothing about the rest of the
+    // country (no national counts, files or plugins), only this endpoint's numbering and the
+    // alerts open in its scope as its subscribers know them.
+    std::string scoped_status_json(const std::string& endpoint, const std::string& scope) {
+        nlohmann::json j;
+        j["schema"] = "ews.status/1";
+        j["version"] = EWS_VERSION;
+        j["uptime_s"] = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count();
+        j["endpoint"] = endpoint;
+        j["scope"] = scope;
+        j["last_seq"] = {{endpoint, pipeline_.last_seq(endpoint)}};
+        std::map<std::string, int> open = {{"watch", 0}, {"warning", 0}, {"critical", 0}};
+        try {
+            for (const auto& row : pipeline_.store().open_alert_rows(endpoint, "alert/")) {
+                const auto payload = nlohmann::json::parse(row.payload, nullptr, false);
+                const auto level = payload.is_object() ? payload.value("level", std::string()) : std::string();
+                if (auto it = open.find(level); it != open.end()) ++it->second;
+            }
+            j["open_alerts"] = open;
+        } catch (const std::exception&) {
+            j["open_alerts"] = nullptr;  // the store failed: status still answers
+        }
+        return j.dump();
+    }
+
     // Deletes what [retention] no longer keeps. The in-memory windows keep their rows until
     // the next restart; plugins look back less far than any sensible retention period.
     void apply_retention() {
@@ -468,23 +506,17 @@ private:
         items.push_back({nullptr, signals_.fd(), ZMQ_POLLIN, 0});
         items.push_back({nullptr, spool_.watch_fd(), ZMQ_POLLIN, 0});
         constexpr std::size_t absent = SIZE_MAX;
-        std::size_t query_item = absent, ingest_item = absent, control_item = absent;
+        std::size_t ingest_item = absent, control_item = absent;
         if (control_) {
             control_item = items.size();
             items.push_back({control_->socket().handle(), 0, ZMQ_POLLIN, 0});
         }
-        if (query_) {
-            query_item = items.size();
-            items.push_back({query_->socket().handle(), 0, ZMQ_POLLIN, 0});
-        }
+        const std::size_t first_query_item = items.size();
+        for (auto& q : queries_) items.push_back({q.server.socket().handle(), 0, ZMQ_POLLIN, 0});
         if (ingest_endpoint_) {
             ingest_item = items.size();
             items.push_back({ingest_endpoint_->socket().handle(), 0, ZMQ_POLLIN, 0});
         }
-        const std::string query_outbox = cfg().query_endpoint.empty()
-                                             ? (cfg().publish.empty() ? std::string(default_outbox)
-                                                                      : cfg().publish.front().name)
-                                             : cfg().query_endpoint;
         // Without inotify the spool is scanned every second instead.
         const bool polling_spool = spool_.watch_fd() < 0;
         auto next_scan = Clock::now();
@@ -540,8 +572,12 @@ private:
                 ingest_spool();
                 evaluate_changed();
             }
-            if (query_item != absent && (items[query_item].revents & ZMQ_POLLIN))
-                query_->handle(pipeline_.store(), query_outbox, [this] { return status_json(); });
+            for (std::size_t i = 0; i < queries_.size(); ++i)
+                if (items[first_query_item + i].revents & ZMQ_POLLIN)
+                    queries_[i].server.handle(pipeline_.store(), queries_[i].outbox, [this, i] {
+                        const auto& q = queries_[i];
+                        return q.scope.empty() ? status_json() : scoped_status_json(q.outbox, q.scope);
+                    });
             if (ingest_item != absent && (items[ingest_item].revents & ZMQ_POLLIN))
                 ingest_pushed();
             // Silences and acknowledgements take effect from the next evaluation on; an
@@ -564,7 +600,14 @@ private:
     zmq::context_t context_;
     std::unique_ptr<curve::ZapHandler> zap_;  // before every socket; null without CURVE
     Publisher publisher_;
-    std::optional<QueryServer> query_;
+    // [query] (when bound) and each [[publish]] endpoint's own query endpoint, with the outbox
+    // each serves.
+    struct QueryEndpoint {
+        QueryServer server;
+        std::string outbox;
+        std::string scope;  // the [[publish]] endpoint's scope; empty = everything
+    };
+    std::vector<QueryEndpoint> queries_;
     std::optional<IngestEndpoint> ingest_endpoint_;
     std::optional<ControlServer> control_;
     std::optional<TimePoint> last_evaluation_;  // on the wall clock only (evaluation_time())

@@ -220,6 +220,8 @@ private:
     void check_ingest_bind(const toml::table& root, const Config& c) const;
     void load_publish(const toml::table& root, Config& c) const;
     void load_query(const toml::table& root, Config& c) const;
+    void check_bind_free(const toml::node& at, const std::string& key, const std::string& bind,
+                         const Config& c) const;
     void load_scoring(const toml::table& root, Config& c) const;
     void load_privacy(const toml::table& root, Config& c) const;
     void load_retention(const toml::table& root, Config& c) const;
@@ -357,13 +359,20 @@ void Loader::load_ingest(const toml::table& root, Config& c) const {
 // are loaded).
 void Loader::check_ingest_bind(const toml::table& root, const Config& c) const {
     if (c.ingest_bind.empty()) return;
-    const toml::node& at = *root.get("ingest")->as_table()->get("bind");
-    for (const auto& p : c.publish)
-        if (p.bind == c.ingest_bind)
-            fail(at, "ingest.bind",
-                 "endpoint '" + c.ingest_bind + "' is already bound by [[publish]] '" + p.name + "'");
-    if (c.query_bind == c.ingest_bind)
-        fail(at, "ingest.bind", "endpoint '" + c.ingest_bind + "' is already bound by [query]");
+    check_bind_free(*root.get("ingest")->as_table()->get("bind"), "ingest.bind", c.ingest_bind, c);
+}
+
+// Fails at `at` when `bind` is an endpoint the sockets configured so far in `c` already bind.
+void Loader::check_bind_free(const toml::node& at, const std::string& key, const std::string& bind,
+                             const Config& c) const {
+    auto taken = [&](const std::string& by) {
+        fail(at, key, "endpoint '" + bind + "' is already bound by " + by);
+    };
+    for (const auto& p : c.publish) {
+        if (p.bind == bind) taken("[[publish]] '" + p.name + "'");
+        if (p.query_bind == bind) taken("the query endpoint of [[publish]] '" + p.name + "'");
+    }
+    if (c.query_bind == bind) taken("[query]");
 }
 
 void Loader::load_publish(const toml::table& root, Config& c) const {
@@ -377,7 +386,8 @@ void Loader::load_publish(const toml::table& root, Config& c) const {
         ++index;
         const std::string prefix = "publish[" + std::to_string(index) + "]";
         const toml::table& t = *el.as_table();
-        check_keys(t, prefix, {"name", "bind", "scope", "curve_secret_key_file", "authorized_keys_dir"}, false);
+        check_keys(t, prefix, {"name", "bind", "scope", "query", "curve_secret_key_file", "authorized_keys_dir"},
+                   false);
         PublishEndpoint e;
         if (auto name = get_string(t, prefix, "name", true)) {
             if (!is_name(*name, true))
@@ -397,13 +407,17 @@ void Loader::load_publish(const toml::table& root, Config& c) const {
             e.scope = *scope;
         }
         e.curve = get_curve(t, prefix);
-        for (const auto& other : c.publish) {
+        for (const auto& other : c.publish)
             if (other.name == e.name)
                 fail(t.get("name") ? t.get("name")->source() : t.source(), prefix + ".name",
                      "duplicate endpoint name '" + e.name + "'");
-            if (other.bind == e.bind)
-                fail(*t.get("bind"), prefix + ".bind",
-                     "endpoint '" + e.bind + "' is already bound by '" + other.name + "'");
+        check_bind_free(*t.get("bind"), prefix + ".bind", e.bind, c);
+        if (auto query = get_string(t, prefix, "query", true)) {
+            if (*query == e.bind)
+                fail(*t.get("query"), prefix + ".query",
+                     "endpoint '" + *query + "' is this endpoint's own bind; the query endpoint needs another");
+            check_bind_free(*t.get("query"), prefix + ".query", *query, c);
+            e.query_bind = *query;
         }
         c.publish.push_back(std::move(e));
     }
@@ -424,10 +438,7 @@ void Loader::load_query(const toml::table& root, Config& c) const {
                  "the ZAP domain \"query\" is also the [[publish]] endpoint 'query', whose "
                  "authorized_keys_dir differs; rename that endpoint");
     if (auto bind = get_string(*t, "query", "bind", true)) {
-        for (const auto& p : c.publish)
-            if (p.bind == *bind)
-                fail(*t->get("bind"), "query.bind",
-                     "endpoint '" + *bind + "' is already bound by [[publish]] '" + p.name + "'");
+        check_bind_free(*t->get("bind"), "query.bind", *bind, c);
         c.query_bind = *bind;
     }
     if (auto endpoint = get_string(*t, "query", "endpoint", true)) {

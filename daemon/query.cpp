@@ -159,11 +159,11 @@ std::string answer_query(const std::string& request, Store& store, const std::st
 }
 
 QueryServer::QueryServer(zmq::context_t& context, const std::string& bind,
-                         const std::optional<curve::Certificate>& server)
+                         const std::optional<curve::Certificate>& server, const std::string& zap_domain)
     : socket_(context, zmq::socket_type::rep) {
     socket_.set(zmq::sockopt::maxmsgsize, max_request_bytes);
     socket_.set(zmq::sockopt::linger, 0);
-    if (server) curve::make_server(socket_, *server, query_zap_domain);
+    if (server) curve::make_server(socket_, *server, zap_domain);
     socket_.bind(bind);
 }
 

@@ -38,10 +38,12 @@ inline constexpr const char* query_zap_domain = "query";
 
 class QueryServer {
 public:
-    // Binds `bind`; with `server` a CURVE server of ZAP domain query_zap_domain, whose clients
-    // the context's curve::ZapHandler admits. Throws: zmq::error_t (the caller reports it).
+    // Binds `bind`; with `server` a CURVE server of ZAP domain `zap_domain` ([query]'s own, or
+    // the name of the [[publish]] endpoint it belongs to), whose clients the context's
+    // curve::ZapHandler admits. Throws: zmq::error_t (the caller reports it).
     QueryServer(zmq::context_t& context, const std::string& bind,
-                const std::optional<curve::Certificate>& server = std::nullopt);
+                const std::optional<curve::Certificate>& server = std::nullopt,
+                const std::string& zap_domain = query_zap_domain);
     zmq::socket_t& socket() { return socket_; }
     // Receives one request (the socket is readable) and sends its answer.
     void handle(Store& store, const std::string& endpoint, const std::function<std::string()>& status);

@@ -208,6 +208,37 @@ TEST_CASE("the query endpoint defaults to the first publish endpoint", "[config]
     CHECK(c.query_endpoint == "publish1");
 }
 
+TEST_CASE("a publish endpoint may have its own query endpoint", "[config]") {
+    TempDir dir;
+    const std::string f = (dir.path / "ewsd.toml").string();
+    Config c = load_config(dir.write("ewsd.toml", minimal +
+                                                      "[[publish]]\nname = \"ke03\"\nbind = \"tcp://*:1\"\n"
+                                                      "scope = \"KE/KE-03\"\nquery = \"tcp://*:2\"\n"
+                                                      "[[publish]]\nbind = \"tcp://*:3\"\n"));
+    REQUIRE(c.publish.size() == 2);
+    CHECK(c.publish[0].query_bind == "tcp://*:2");
+    CHECK(c.publish[1].query_bind.empty());
+    CHECK(c.query_bind.empty());
+
+    // Lines: 4 [[publish]], 5 name or bind, 6 bind or query ...
+    CHECK(error_of(dir, minimal + "[[publish]]\nbind = \"tcp://*:1\"\nquery = \"tcp://*:1\"\n") ==
+          f + ":6:9: publish[1].query: endpoint 'tcp://*:1' is this endpoint's own bind; the query "
+              "endpoint needs another");
+    CHECK(error_of(dir, minimal + "[[publish]]\nname = \"a\"\nbind = \"tcp://*:1\"\nquery = \"tcp://*:2\"\n"
+                                  "[[publish]]\nbind = \"tcp://*:2\"\n") ==
+          f + ":9:8: publish[2].bind: endpoint 'tcp://*:2' is already bound by the query endpoint of "
+              "[[publish]] 'a'");
+    CHECK(error_of(dir, minimal + "[[publish]]\nname = \"a\"\nbind = \"tcp://*:1\"\n"
+                                  "[[publish]]\nbind = \"tcp://*:2\"\nquery = \"tcp://*:1\"\n") ==
+          f + ":9:9: publish[2].query: endpoint 'tcp://*:1' is already bound by [[publish]] 'a'");
+    CHECK(error_of(dir, minimal + "[[publish]]\nname = \"a\"\nbind = \"tcp://*:1\"\nquery = \"tcp://*:2\"\n"
+                                  "[query]\nbind = \"tcp://*:2\"\n") ==
+          f + ":9:8: query.bind: endpoint 'tcp://*:2' is already bound by the query endpoint of "
+              "[[publish]] 'a'");
+    CHECK(error_of(dir, minimal + "[[publish]]\nbind = \"tcp://*:1\"\nquery = 7\n") ==
+          f + ":6:9: publish[1].query: expected a non-empty string, got integer");
+}
+
 TEST_CASE("config errors name file, line, column and key", "[config]") {
     TempDir dir;
     const std::string f = (dir.path / "ewsd.toml").string();
