@@ -10,6 +10,9 @@
 (c) ewsd is killed with SIGKILL while demo weeks keep arriving and restarted after more than
     three heartbeat intervals, while an ews-sub runs: it reconnects, and its output still holds
     every event exactly once, in order.
+(c2) Later, ewsd and the restarted ews-sub of (b) are both killed with SIGKILL in the middle
+    of a week's events, and both started again (ews-sub with the same --state): the three
+    outputs of that subscriber together hold every event exactly once, in order.
 (d) SIGTERM exits 0; a bad --events exits 2 naming the valid events; a --state file that
     cannot be read or written exits 3; a query endpoint that never answers while a replay is
     needed exits 1 after --give-up.
@@ -296,8 +299,8 @@ def restarts(out_dir):
 
         weeks = sorted(glob.glob(os.path.join(data, "feed", "*.csv")))
         check(len(weeks) == 10, "(b) the demo has 10 feed weeks")
-        a2 = None
-        killed_at = restarted_at = None
+        a2 = a3 = None
+        killed_at = restarted_at = both_killed_at = None
         for k, week in enumerate(weeks, 1):
             before = len(replay_all(ws.query)) if ws.daemon.poll() is None else None
             ws.drop(week)
@@ -323,6 +326,22 @@ def restarts(out_dir):
                 ws.start()
                 check(ws.wait_log("evaluation (full)", timeout=60), "(c) ewsd restarted after SIGKILL")
                 continue
+            elif k == 8:
+                # Kill both, the daemon and the subscriber, in the middle of this week's events,
+                # then start both again: first the subscriber, then the daemon.
+                a2.wait_for(lambda s: before is not None and s.json_lines() and s.json_lines()[-1]["seq"] > before, 3)
+                ws.daemon.send_signal(signal.SIGKILL)
+                a2.proc.send_signal(signal.SIGKILL)
+                ws.daemon.wait()
+                a2.proc.wait()
+                both_killed_at = len(a2.json_lines())
+                time.sleep(1.0)
+                a3 = Sub(out_dir, "b-third", *common, "--state", state)
+                subs.append(a3)
+                time.sleep(1.0)
+                ws.start()
+                check(ws.wait_log("evaluation (full)", timeout=60), "(c2) ewsd restarted after SIGKILL")
+                continue
             time.sleep(1.5)
 
         # Quiet: the outbox stops growing; both subscribers reach its last seq.
@@ -337,22 +356,28 @@ def restarts(out_dir):
         check(seqs == list(range(1, len(seqs) + 1)), "(b) the outbox holds seq 1..%d" % len(seqs))
         check(len(seqs) > history + 10, "(b) the feed weeks published %d more events" % (len(seqs) - history))
         last = seqs[-1]
-        for s, name in ((a2, "the restarted subscriber"), (c, "the subscriber that outlived ewsd")):
+        for s, name in ((a3, "the subscriber restarted twice"), (c, "the subscriber that outlived ewsd")):
             check(s.wait_for(lambda s: s.json_lines() and s.json_lines()[-1]["seq"] == last, 30),
                   "(b) %s reached seq %d" % (name, last))
-        for s, name in ((a2, "the restarted subscriber"), (c, "the subscriber that outlived ewsd")):
+        for s, name in ((a3, "the subscriber restarted twice"), (c, "the subscriber that outlived ewsd")):
             rc = s.terminate()
             check(rc == 0, "(d) SIGTERM: %s exits 0 (%s)" % (name, rc))
 
         payloads = [e["payload"] for e in events]
-        first, second = a1.json_lines(), a2.json_lines()
+        first, second, third = a1.json_lines(), a2.json_lines(), a3.json_lines()
         check(0 < killed_at < len(seqs) and first and second,
               "(b) SIGKILL came after %d events; the restart printed %d" % (killed_at, len(second)))
         check(second[0]["seq"] == first[-1]["seq"] + 1,
               "(b) the restart went on at seq %d, after the killed one's last %d" % (second[0]["seq"], first[-1]["seq"]))
-        union = first + second
-        check([p["seq"] for p in union] == seqs, "(b) the two outputs hold seq 1..%d exactly once, in order" % last)
-        check(union == payloads, "(b) ... and each line equals the replayed payload")
+        check(0 < both_killed_at and second[-1]["seq"] < last and third,
+              "(c2) ewsd and the subscriber were killed together at seq %d (%d events into the second "
+              "run); the third run printed %d" % (second[-1]["seq"], both_killed_at, len(third)))
+        check(third[0]["seq"] == second[-1]["seq"] + 1,
+              "(c2) the third run went on at seq %d, after the second's last %d" % (third[0]["seq"], second[-1]["seq"]))
+        union = first + second + third
+        check([p["seq"] for p in union] == seqs,
+              "(b, c2) the three outputs hold seq 1..%d exactly once, in order" % last)
+        check(union == payloads, "(b, c2) ... and each line equals the replayed payload")
         with open(state) as f:
             saved = json.load(f)
         check(saved.get("seq") == last and saved.get("endpoint") == ws.pub,
