@@ -3,6 +3,7 @@
 #include "control.hpp"
 #include "curve.hpp"
 #include "ingest_endpoint.hpp"
+#include "logging.hpp"
 #include "pipeline.hpp"
 #include "plugin_checks.hpp"
 #include "publisher.hpp"
@@ -331,7 +332,7 @@ private:
                                          " plugin(s) of the new set refused");
             log_plugins(next, plugins);
             const auto zap_domains_now = apply_zap_domains(next);
-            spdlog::set_level(spdlog::level::from_str(next.log_level));
+            spdlog::set_level(*parse_log_level(options_.log_level.value_or(next.log_level)));
             auto publish = pipeline_.config().publish;
             auto query_bind = pipeline_.config().query_bind;
             auto ingest_bind = pipeline_.config().ingest_bind;

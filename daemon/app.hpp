@@ -6,12 +6,14 @@
 #include "config.hpp"
 
 #include <optional>
+#include <string>
 
 namespace ews {
 
 struct RunOptions {
     bool once = false;                  // ingest what waits, evaluate once, publish, exit
     std::optional<TimePoint> at;        // evaluate as of this time instead of the wall clock
+    std::optional<std::string> log_level;  // --log-level: wins over [daemon] log_level, reloads too
 };
 
 // Runs the daemon until SIGTERM/SIGINT (or one pass with options.once).

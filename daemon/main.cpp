@@ -3,12 +3,12 @@
 #include "allocator.hpp"
 #include "app.hpp"
 #include "config.hpp"
+#include "logging.hpp"
 #include "plugin_checks.hpp"
 #include "plugin_host.hpp"
 #include "quarantine.hpp"
 
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
@@ -36,10 +36,13 @@ int main(int argc, char** argv) {
         return 0;
     }
 
-    // Under systemd the journal adds timestamps itself.
-    auto logger = spdlog::stderr_color_mt("ewsd");
-    logger->set_pattern(std::getenv("JOURNAL_STREAM") ? "%l: %v" : "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-    spdlog::set_default_logger(logger);
+    if (!log_level.empty() && !ews::parse_log_level(log_level)) {
+        std::cerr << "ewsd: --log-level '" << log_level
+                  << "': expected one of trace, debug, info, warn, error, critical, off\n";
+        return 2;
+    }
+    // Under systemd the journal adds timestamps itself and takes the priority prefixes.
+    ews::setup_logging(ews::stderr_is_journal());
 
     ews::Config config;
     try {
@@ -71,10 +74,11 @@ int main(int argc, char** argv) {
         }
         return 0;
     }
-    spdlog::set_level(spdlog::level::from_str(log_level.empty() ? config.log_level : log_level));
+    spdlog::set_level(*ews::parse_log_level(log_level.empty() ? config.log_level : log_level));
 
     ews::RunOptions options;
     options.once = once;
+    if (!log_level.empty()) options.log_level = log_level;
     if (!at.empty()) {
         if (!once) {
             std::cerr << "ewsd: --at needs --once\n";
