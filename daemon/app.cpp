@@ -4,6 +4,7 @@
 #include "curve.hpp"
 #include "ingest_endpoint.hpp"
 #include "logging.hpp"
+#include "metrics.hpp"
 #include "pipeline.hpp"
 #include "plugin_checks.hpp"
 #include "publisher.hpp"
@@ -156,6 +157,7 @@ public:
           zap_(make_zap_handler(context_, config)),
           publisher_(context_, config.publish) {
         log_plugins(pipeline_.config(), pipeline_.plugins());
+        for (const auto& e : config.publish) started_seq_[e.name] = pipeline_.last_seq(e.name);
         auto certificate = [](const CurveKeys& keys) {
             return keys.enabled() ? std::optional(curve::read_certificate(keys.secret_key_file)) : std::nullopt;
         };
@@ -172,6 +174,10 @@ public:
             ingest_endpoint_.emplace(context_, config.ingest_bind, config.endpoint_policy);
         // A single pass answers no request, so only a running daemon offers the socket.
         if (!options.once) control_.emplace(context_, config.state_dir);
+        if (!options.once && !config.metrics_bind.empty()) {
+            metrics_.emplace(parse_listen_address(config.metrics_bind));
+            spdlog::info("metrics: serving http://{}/metrics", config.metrics_bind);
+        }
         spdlog::info("ewsd {} started: {} localities, {} observations, {} plugins, state {}",
                      EWS_VERSION, pipeline_.engine().locality_count(),
                      pipeline_.engine().observation_count(), pipeline_.plugins().loaded.size(),
@@ -200,8 +206,7 @@ private:
                 // never names an outcome whose files are not there yet.
                 spool_.finish(out);
                 log_ingest(out);
-                ingested_rows_ += out.rows.size();
-                rejected_rows_ += out.errors.size();
+                count_ingest(out);
             } catch (const std::exception& e) {
                 // The database failed: the file stays in the spool and is retried later.
                 spdlog::error("ingest {}: {} (file kept for retry)", file.string(), e.what());
@@ -222,8 +227,7 @@ private:
                         auto out = pipeline_.ingest_bytes(content, header.name, header.format,
                                                           header.policy, now());
                         log_ingest(out, " (ingest endpoint)");
-                        ingested_rows_ += out.rows.size();
-                        rejected_rows_ += out.errors.size();
+                        count_ingest(out);
                         return out;
                     } catch (const std::exception& e) {
                         spdlog::error("ingest {} (ingest endpoint): {}; nothing committed",
@@ -289,8 +293,14 @@ private:
     void evaluate(bool full) {
         try {
             auto rows = pipeline_.evaluate(evaluation_time(), full);
-            for (const auto& row : rows) publisher_.send(row);
+            for (const auto& row : rows) {
+                publisher_.send(row);
+                last_sent_[row.endpoint] = row.seq;
+                ++published_[row.endpoint][event_of(row.payload)];
+            }
             const auto& st = pipeline_.last_evaluation();
+            ++(full ? evaluations_full_ : evaluations_incremental_);
+            evaluation_seconds_.observe(std::chrono::duration<double>(st.duration).count());
             spdlog::log(rows.empty() && !full ? spdlog::level::debug : spdlog::level::info,
                         "evaluation ({}): {} localities in {} ms, {} events published, {} "
                         "assessments failed",
@@ -350,6 +360,7 @@ private:
             pipeline_.reload_localities();
             spdlog::info("configuration reloaded from {}", file.string());
             last_reload_ = {wall_now(), true, {}};
+            last_good_config_at_ = std::chrono::system_clock::now();
             evaluate(true);
         } catch (const std::exception& e) {
             spdlog::error("reload rejected, keeping the running configuration: {}", e.what());
@@ -440,12 +451,77 @@ private:
         }
         auto& seqs = j["last_seq"] = nlohmann::json::object();
         for (const auto& ep : pipeline_.config().publish) seqs[ep.name] = pipeline_.last_seq(ep.name);
+        j["subscribers"] = publisher_.subscribers();
         j["ingest"] = {{"rows", ingested_rows_}, {"rejected", rejected_rows_}};
         auto& zap = j["curve"] = nlohmann::json::object();
         if (zap_)
             for (const auto& [domain, n] : zap_->counts())
                 zap[domain] = {{"admitted", n.admitted}, {"refused", n.refused}};
         return j.dump();
+    }
+
+    void count_ingest(const IngestOutcome& out) {
+        ingested_rows_ += out.rows.size();
+        rejected_rows_ += out.errors.size();
+        ++(out.duplicate ? batches_duplicate_ : out.committed ? batches_committed_ : batches_rejected_);
+    }
+
+    // The "event" field of a payload this daemon wrote (compact JSON, the field once at the
+    // top level before any nested object holds one); "unknown" when absent.
+    static std::string event_of(const std::string& payload) {
+        static constexpr std::string_view key = "\"event\":\"";
+        const auto at = payload.find(key);
+        if (at == std::string::npos) return "unknown";
+        const auto start = at + key.size();
+        const auto end = payload.find('"', start);
+        return end == std::string::npos ? "unknown" : payload.substr(start, end - start);
+    }
+
+    MetricsSnapshot metrics_snapshot() {
+        MetricsSnapshot m;
+        m.ingest_rows_committed = ingested_rows_;
+        m.ingest_rows_rejected = rejected_rows_;
+        m.ingest_batches_committed = batches_committed_;
+        m.ingest_batches_duplicate = batches_duplicate_;
+        m.ingest_batches_rejected = batches_rejected_;
+        m.evaluations_full = evaluations_full_;
+        m.evaluations_incremental = evaluations_incremental_;
+        m.evaluation_duration = evaluation_seconds_;
+        const auto open = pipeline_.open_alerts();
+        m.open_alerts_watch = open[1];
+        m.open_alerts_warning = open[2];
+        m.open_alerts_critical = open[3];
+        const auto subscribers = publisher_.subscribers();
+        for (const auto& ep : pipeline_.config().publish) {
+            auto& e = m.publish[ep.name];
+            e.last_seq_stored = pipeline_.last_seq(ep.name);
+            // Before anything is sent in this process, what is stored was sent (or replayable).
+            auto sent = last_sent_.find(ep.name);
+            e.last_seq_sent = sent != last_sent_.end() ? sent->second : started_seq_[ep.name];
+            e.outbox_rows = pipeline_.store().outbox_rows(ep.name);
+            if (auto it = subscribers.find(ep.name); it != subscribers.end()) e.subscribers = it->second;
+            if (auto it = published_.find(ep.name); it != published_.end()) e.events_published = it->second;
+        }
+        for (const auto& [name, c] : pipeline_.plugin_calls())
+            m.plugins[name] = {c.calls, c.errors, c.slow};
+        m.plugins_loaded = pipeline_.plugins().loaded.size();
+        m.plugins_refused = pipeline_.plugins().refused.size();
+        m.plugins_quarantined = pipeline_.plugins().quarantined.size();
+        if (zap_)
+            for (const auto& [domain, n] : zap_->counts()) m.curve[domain] = {n.admitted, n.refused};
+        const auto db = pipeline_.config().state_dir / "ewsd.db";
+        for (const auto& file : {db, std::filesystem::path(db.string() + "-wal")}) {
+            std::error_code ec;
+            const auto size = std::filesystem::file_size(file, ec);
+            if (!ec) m.database_bytes += size;
+        }
+        m.localities = pipeline_.engine().locality_count();
+        m.observations = pipeline_.engine().observation_count();
+        m.started_at = started_at_;
+        m.uptime = Clock::now() - started_;
+        m.last_reload_successful = last_reload_.ok;
+        m.last_reload_success_at = last_good_config_at_;
+        return m;
     }
 
     // The status a scoped endpoint's query endpoint gives: nothing about the rest of the
@@ -514,6 +590,9 @@ private:
         }
         const std::size_t first_query_item = items.size();
         for (auto& q : queries_) items.push_back({q.server.socket().handle(), 0, ZMQ_POLLIN, 0});
+        // The metrics endpoint's connections come and go: its fds follow the fixed items and
+        // are listed again before each poll.
+        const std::size_t fixed_items = items.size();
         if (ingest_endpoint_) {
             ingest_item = items.size();
             items.push_back({ingest_endpoint_->socket().handle(), 0, ZMQ_POLLIN, 0});
@@ -553,6 +632,12 @@ private:
             auto wake = std::min({next_hb, next_eval, next_retention, polling_spool ? next_scan : next_eval});
             if (changed_waiting_) wake = std::min(wake, wait_until(false));
             if (watchdog_usec) wake = std::min(wake, next_watchdog);
+            items.resize(fixed_items);
+            if (metrics_) {
+                if (auto deadline = metrics_->next_deadline()) wake = std::min(wake, *deadline);
+                for (int fd : metrics_->fds()) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
+                for (int fd : metrics_->write_fds()) items.push_back({nullptr, fd, ZMQ_POLLOUT, 0});
+            }
             auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now());
             if (timeout.count() < 0) timeout = std::chrono::milliseconds(0);
             zmq::poll(items.data(), items.size(), timeout + std::chrono::milliseconds(1));
@@ -581,6 +666,16 @@ private:
                     });
             if (ingest_item != absent && (items[ingest_item].revents & ZMQ_POLLIN))
                 ingest_pushed();
+            if (metrics_) {
+                for (std::size_t i = fixed_items; i < items.size(); ++i) {
+                    const short ready = items[i].revents;
+                    if (items[i].events == ZMQ_POLLIN && (ready & (ZMQ_POLLIN | ZMQ_POLLERR)))
+                        metrics_->on_readable(items[i].fd, [this] { return metrics_snapshot(); });
+                    else if (items[i].events == ZMQ_POLLOUT && (ready & (ZMQ_POLLOUT | ZMQ_POLLERR)))
+                        metrics_->on_writable(items[i].fd);
+                }
+                metrics_->expire(Clock::now());
+            }
             // Silences and acknowledgements take effect from the next evaluation on; an
             // expired silence marks what it covered dirty, so what it held goes out now.
             if (control_item != absent && (items[control_item].revents & ZMQ_POLLIN)) {
@@ -620,6 +715,16 @@ private:
     } last_reload_;
     std::size_t ingested_rows_ = 0;
     std::size_t rejected_rows_ = 0;
+    // For the metrics endpoint (counts since start).
+    std::optional<MetricsServer> metrics_;
+    std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
+    std::chrono::system_clock::time_point last_good_config_at_ = started_at_;
+    std::uint64_t batches_committed_ = 0, batches_duplicate_ = 0, batches_rejected_ = 0;
+    std::uint64_t evaluations_full_ = 0, evaluations_incremental_ = 0;
+    Histogram evaluation_seconds_;
+    std::map<std::string, std::uint64_t> started_seq_;  // last seq per endpoint at start
+    std::map<std::string, std::uint64_t> last_sent_;    // last seq handed to each PUB socket
+    std::map<std::string, std::map<std::string, std::uint64_t>> published_;  // endpoint -> event -> n
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "config.hpp"
 
 #include "curve.hpp"
+#include "metrics.hpp"
 
 #include <toml++/toml.h>
 
@@ -224,6 +225,7 @@ private:
                          const Config& c) const;
     void load_scoring(const toml::table& root, Config& c) const;
     void load_privacy(const toml::table& root, Config& c) const;
+    void load_metrics(const toml::table& root, Config& c) const;
     void load_retention(const toml::table& root, Config& c) const;
     void load_plugins(const toml::table& root, Config& c) const;
     void load_actions(const toml::table& root, Config& c) const;
@@ -236,8 +238,8 @@ private:
 
 Config Loader::load(const toml::table& root, std::filesystem::path absolute_file) {
     check_keys(root, "",
-               {"daemon", "ingest", "publish", "query", "scoring", "privacy", "retention", "plugins",
-                "actions"},
+               {"daemon", "ingest", "publish", "query", "metrics", "scoring", "privacy", "retention",
+                "plugins", "actions"},
                true);
     Config c;
     c.file = std::move(absolute_file);
@@ -248,6 +250,7 @@ Config Loader::load(const toml::table& root, std::filesystem::path absolute_file
     check_ingest_bind(root, c);
     load_scoring(root, c);
     load_privacy(root, c);
+    load_metrics(root, c);
     load_retention(root, c);
     load_plugins(root, c);
     load_actions(root, c);
@@ -546,6 +549,20 @@ void Loader::load_privacy(const toml::table& root, Config& c) const {
     if (!t) return;
     check_keys(*t, "privacy", {"min_cell"}, false);
     if (auto v = get_int(*t, "privacy", "min_cell", 1, 1000)) c.min_cell = int(*v);
+}
+
+void Loader::load_metrics(const toml::table& root, Config& c) const {
+    const toml::table* t = table_at(root, "", "metrics");
+    if (!t) return;
+    check_keys(*t, "metrics", {"bind"}, false);
+    if (auto bind = get_string(*t, "metrics", "bind", true)) {
+        try {
+            (void)parse_listen_address(*bind);
+        } catch (const std::invalid_argument& e) {
+            fail(*t->get("bind"), "metrics.bind", e.what());
+        }
+        c.metrics_bind = *bind;
+    }
 }
 
 void Loader::load_retention(const toml::table& root, Config& c) const {

@@ -103,6 +103,10 @@ struct Config {
     // [privacy]
     int min_cell = 5;
 
+    // [metrics]: key bind, "IPV4:PORT" or "[IPV6]:PORT" of the Prometheus text endpoint
+    // (plain HTTP, GET /metrics); empty = none. Metrics hold counts, never a locality or person.
+    std::string metrics_bind;
+
     // [retention]: unset = keep for ever; applied daily by the daemon
     std::optional<std::chrono::days> keep_observations;  // key observations_days, >= 1
     std::optional<std::chrono::days> keep_alerts;        // key alerts_days, >= 1

@@ -352,7 +352,7 @@ struct Store::Statements {
     Stmt upsert_locality, select_localities;
     Stmt ingest_seen, upsert_observation, insert_ingest, select_observations, count_observations;
     Stmt select_alert_states, upsert_alert_state;
-    Stmt last_seq, insert_outbox, outbox_after, open_alert_rows;
+    Stmt last_seq, outbox_rows, insert_outbox, outbox_after, open_alert_rows;
     Stmt select_meta, upsert_meta, insert_audit;
     Stmt insert_held, select_held, select_held_of;
     Stmt insert_silence, select_silences, select_active_silences, select_silence, expire_silence;
@@ -835,6 +835,7 @@ void Store::open() {
             "opened_at=excluded.opened_at, changed_at=excluded.changed_at, score=excluded.score, "
             "lifecycle=excluded.lifecycle");
     prepare(s.last_seq, "SELECT coalesce(max(seq), 0) FROM outbox WHERE endpoint=?1");
+    prepare(s.outbox_rows, "SELECT count(*) FROM outbox WHERE endpoint=?1");
     prepare(s.insert_outbox,
             "INSERT INTO outbox(endpoint, seq, topic, payload, alert_id, locality, at) "
             "VALUES(?1,?2,?3,?4,?5,?6,?7)");
@@ -1097,6 +1098,13 @@ std::vector<AlertState> Store::alert_states() {
 std::uint64_t Store::last_seq(const std::string& endpoint) {
     const std::string w = where("last_seq");
     Use u(st_->last_seq, db_, w);
+    u.text(1, endpoint);
+    return u.step() ? static_cast<std::uint64_t>(u.col_int(0)) : 0;
+}
+
+std::uint64_t Store::outbox_rows(const std::string& endpoint) {
+    const std::string w = where("outbox_rows");
+    Use u(st_->outbox_rows, db_, w);
     u.text(1, endpoint);
     return u.step() ? static_cast<std::uint64_t>(u.col_int(0)) : 0;
 }

@@ -177,6 +177,8 @@ public:
     void commit_acknowledgement(const AlertState& state, const Acknowledgement& ack);
     // Returns: acknowledgements of `alert_id` (all when empty), oldest first.
     std::vector<Acknowledgement> acknowledgements(const std::string& alert_id);
+    // Returns: the rows `endpoint`'s outbox keeps (retention removes old ones).
+    std::uint64_t outbox_rows(const std::string& endpoint);
     // Returns: rows of `endpoint` with seq > after, ascending, at most `limit`.
     std::vector<OutboxRow> outbox_after(const std::string& endpoint, std::uint64_t after,
                                         std::size_t limit);
