@@ -239,6 +239,20 @@ TEST_CASE("a publish endpoint may have its own query endpoint", "[config]") {
           f + ":6:9: publish[1].query: expected a non-empty string, got integer");
 }
 
+TEST_CASE("[metrics] bind takes a numeric address and port", "[config]") {
+    TempDir dir;
+    const std::string f = (dir.path / "ewsd.toml").string();
+    CHECK(load_config(dir.write("ewsd.toml", minimal)).metrics_bind.empty());  // off unless asked for
+    CHECK(load_config(dir.write("ewsd.toml", minimal + "[metrics]\nbind = \"127.0.0.1:9464\"\n")).metrics_bind ==
+          "127.0.0.1:9464");
+    CHECK(load_config(dir.write("ewsd.toml", minimal + "[metrics]\nbind = \"[::1]:9464\"\n")).metrics_bind ==
+          "[::1]:9464");
+    const std::string bad = error_of(dir, minimal + "[metrics]\nbind = \"localhost:9464\"\n");
+    CHECK(bad.rfind(f + ":5:8: metrics.bind: ", 0) == 0);
+    CHECK(bad.find("localhost:9464") != std::string::npos);
+    CHECK(error_of(dir, minimal + "[metrics]\nport = 9464\n").rfind(f + ":5:1: metrics.port: ", 0) == 0);
+}
+
 TEST_CASE("config errors name file, line, column and key", "[config]") {
     TempDir dir;
     const std::string f = (dir.path / "ewsd.toml").string();
