@@ -590,13 +590,13 @@ private:
         }
         const std::size_t first_query_item = items.size();
         for (auto& q : queries_) items.push_back({q.server.socket().handle(), 0, ZMQ_POLLIN, 0});
-        // The metrics endpoint's connections come and go: its fds follow the fixed items and
-        // are listed again before each poll.
-        const std::size_t fixed_items = items.size();
         if (ingest_endpoint_) {
             ingest_item = items.size();
             items.push_back({ingest_endpoint_->socket().handle(), 0, ZMQ_POLLIN, 0});
         }
+        // The metrics endpoint's connections come and go: its fds follow the fixed items and
+        // are listed again before each poll.
+        const std::size_t fixed_items = items.size();
         // Without inotify the spool is scanned every second instead.
         const bool polling_spool = spool_.watch_fd() < 0;
         auto next_scan = Clock::now();
