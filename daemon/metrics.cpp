@@ -295,7 +295,7 @@ std::string render_metrics(const MetricsSnapshot& s) {
     e.family("ewsd_localities", "gauge", "Localities known to the daemon.");
     e.sample("ewsd_localities", {}, Uint{s.localities});
 
-    e.family("ewsd_observations", "gauge", "Observation rows held in the store.");
+    e.family("ewsd_observations", "gauge", "Observation rows held in memory for assessment (retention applies to the store daily; memory follows at the next start).");
     e.sample("ewsd_observations", {}, Uint{s.observations});
 
     e.family("ewsd_start_time_seconds", "gauge",
