@@ -2,7 +2,8 @@
 
 The daemon runs on generated demo data; demo weeks keep arriving in the spool. Between them
 the operator sends SIGHUP with a broken file (rejected, the daemon keeps the running
-configuration and says so in its status), then with a good one that
+configuration and says so in its status, also to `ewsctl status` run with the same broken
+file), then with a good one that
 changes the actions (taken: later alerts carry the new actions), then SIGTERM. A pyzmq
 subscriber, connected from the start and never replaying, must end with every event of the
 outbox exactly once, in seq order: a reload loses nothing and repeats nothing, and a stop
@@ -66,6 +67,15 @@ def main():
                 status = query(ws.query, {"op": "status"})
                 check(status["last_reload"]["accepted"] is False and "ewsd.toml" in status["last_reload"]["error"],
                       "status says the reload was rejected and why: %s" % status["last_reload"])
+                # The operator runs `ewsctl status` with the same broken file: the error, and
+                # the daemon's own word that it runs the previous configuration.
+                r = ws.ewsctl("status", check_rc=False)
+                shown = json.loads(r.stdout) if r.stdout.strip() else {}
+                check(r.returncode == 1 and "ewsd.toml:" in r.stderr and "does not load" in r.stderr
+                      and shown.get("last_reload", {}).get("accepted") is False
+                      and shown.get("localities") == 240,
+                      "ewsctl status with the broken file names its error and shows the running "
+                      "daemon's status: reload rejected, 240 localities served (exit %d)" % r.returncode)
             elif k == 4:
                 with open(ws.config, "w") as f:
                     f.write(good.replace('warning = ["Convene the child-protection committee", "School outreach"]',

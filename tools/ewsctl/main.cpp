@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <sys/file.h>
 #include <unistd.h>
@@ -325,6 +326,58 @@ int cmd_status(const Config& config) {
     if (refused(reply)) return 1;
     std::cout << reply.dump(2) << "\n";
     return 0;
+}
+
+// Returns: [daemon] state_dir of a configuration file that does not load, read line by line
+// (a syntax error elsewhere in the file does not hide it), resolved against the file's
+// directory; nullopt when there is none.
+std::optional<fs::path> state_dir_of_broken_config(const fs::path& file) {
+    std::ifstream in(file);
+    std::string line, section;
+    while (std::getline(in, line)) {
+        const auto first = line.find_first_not_of(" \t");
+        if (first == std::string::npos || line[first] == '#') continue;
+        if (line[first] == '[') {
+            const auto end = line.find(']', first);
+            section = end == std::string::npos ? "" : line.substr(first + 1, end - first - 1);
+            continue;
+        }
+        if (section != "daemon" || line.compare(first, 9, "state_dir") != 0) continue;
+        const auto eq = line.find('=', first + 9);
+        if (eq == std::string::npos || line.find_first_not_of(" \t", first + 9) != eq) continue;
+        const auto open = line.find_first_of("\"'", eq);
+        if (open == std::string::npos) return std::nullopt;
+        const auto close = line.find(line[open], open + 1);
+        if (close == std::string::npos) return std::nullopt;
+        const fs::path value = line.substr(open + 1, close - open - 1);
+        if (value.empty()) return std::nullopt;
+        return value.is_absolute() ? value : fs::absolute(file).parent_path() / value;
+    }
+    return std::nullopt;
+}
+
+// `ewsctl status` with a configuration file that does not load (an operator who sent SIGHUP
+// with a broken file asks whether the daemon kept the old one): the error, then the running
+// daemon's status from its control socket. Returns: 1 (the file is rejected either way).
+int status_despite_broken_config(const fs::path& file) {
+    const auto state_dir = state_dir_of_broken_config(file);
+    if (!state_dir) return 1;
+    Config config;
+    config.file = fs::absolute(file);
+    config.state_dir = *state_dir;
+    const pid_t daemon = running_daemon(config);
+    if (daemon == 0) {
+        std::cerr << "ewsctl: no daemon holds " << state_dir->string() << "\n";
+        return 1;
+    }
+    std::cerr << "ewsctl: the file above does not load; the running daemon's status:\n";
+    try {
+        const auto reply = ask_daemon(config, {{"op", "status"}}, daemon);
+        if (!refused(reply)) std::cout << reply.dump(2) << "\n";
+    } catch (const std::exception& e) {
+        std::cerr << "ewsctl: " << e.what() << "\n";
+    }
+    return 1;
 }
 
 struct SilenceAddOptions {
@@ -671,7 +724,7 @@ int main(int argc, char** argv) {
                 config = load_config(config_file, LoadOptions{.read_key_files = false});
             } catch (const std::exception& e) {
                 std::cerr << e.what() << "\n";
-                return 1;
+                return status->parsed() ? status_despite_broken_config(config_file) : 1;
             }
         }
         if (plugin_test->parsed()) {
