@@ -321,10 +321,13 @@ private:
                 for (const auto& e : c.publish) out.push_back({e.name, e.bind, e.scope, e.query_bind});
                 return out;
             };
-            if (sockets_of(next) != sockets_of(pipeline_.config()) ||
-                next.query_bind != pipeline_.config().query_bind ||
-                next.ingest_bind != pipeline_.config().ingest_bind)
+            const Config& running = pipeline_.config();
+            if (sockets_of(next) != sockets_of(running) || next.query_bind != running.query_bind ||
+                next.query_endpoint != running.query_endpoint || next.ingest_bind != running.ingest_bind ||
+                next.metrics_bind != running.metrics_bind)
                 spdlog::warn("reload: endpoint changes take effect at the next restart");
+            if (next.state_dir != running.state_dir || next.spool_dir != running.spool_dir)
+                spdlog::warn("reload: state_dir and spool_dir change at the next restart");
             // The new plugin set loads side by side with the running one and replaces it only
             // when no file in it newly fails to load; otherwise the running set stays. (A file
             // refused before, such as a stray non-plugin, does not block every reload.)
@@ -348,7 +351,11 @@ private:
             auto ingest_bind = pipeline_.config().ingest_bind;
             next.publish = publish;  // sockets stay as bound
             next.query_bind = query_bind;
+            next.query_endpoint = pipeline_.config().query_endpoint;
             next.ingest_bind = ingest_bind;
+            next.metrics_bind = pipeline_.config().metrics_bind;
+            next.state_dir = pipeline_.config().state_dir;  // the store and its lock stay
+            next.spool_dir = pipeline_.config().spool_dir;  // and so does the spool's watch
             // ...and so does CURVE, with the directories the ZAP handler now reads.
             next.query_curve = pipeline_.config().query_curve;
             for (auto& e : next.publish)
