@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <iterator>
 #include <vector>
+#include <stdexcept>
 
 namespace ews {
 
@@ -109,7 +110,11 @@ IngestEndpoint::IngestEndpoint(zmq::context_t& context, const std::string& bind,
     : socket_(context, zmq::socket_type::router), default_policy_(default_policy) {
     socket_.set(zmq::sockopt::linger, 0);
     socket_.set(zmq::sockopt::maxmsgsize, max_ingest_frame_bytes);
-    socket_.bind(bind);
+    try {
+        socket_.bind(bind);
+    } catch (const zmq::error_t& e) {
+        throw std::runtime_error("cannot bind " + bind + " ([ingest] bind): " + e.what());
+    }
 }
 
 bool IngestEndpoint::handle(const Handler& handler) {

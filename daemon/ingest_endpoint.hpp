@@ -54,7 +54,7 @@ public:
     // Validates and commits one batch. Throws: anything; the client then gets an error reply.
     using Handler = std::function<IngestOutcome(std::string_view content, const IngestHeader&)>;
 
-    // Binds a ROUTER socket at `bind`. Throws: zmq::error_t when it cannot.
+    // Binds a ROUTER socket at `bind`. Throws: std::runtime_error naming the address when it cannot.
     IngestEndpoint(zmq::context_t& context, const std::string& bind, RejectPolicy default_policy);
     zmq::socket_t& socket() { return socket_; }
     void set_default_policy(RejectPolicy policy) { default_policy_ = policy; }

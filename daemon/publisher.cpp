@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <iterator>
+#include <stdexcept>
 
 namespace ews {
 
@@ -138,7 +139,12 @@ Publisher::Endpoint::Endpoint(zmq::context_t& context, const PublishEndpoint& co
         // (heartbeat() and subscribers() read it).
         monitor.set(zmq::sockopt::rcvhwm, 0);
         monitor.connect(address);
-        socket.bind(config.bind);
+        try {
+            socket.bind(config.bind);
+        } catch (const zmq::error_t& e) {
+            throw std::runtime_error("cannot bind " + config.bind + " ([[publish]] '" + config.name +
+                                     "'): " + e.what());
+        }
     } catch (...) {
         zmq_socket_monitor(socket.handle(), nullptr, 0);
         throw;

@@ -61,9 +61,9 @@ private:
 
 class Publisher {
 public:
-    // Binds every endpoint, CURVE first where configured. Throws: zmq::error_t naming nothing,
-    // the caller reports the bind; std::runtime_error "FILE:LINE: ..." for a secret key file
-    // that no longer reads.
+    // Binds every endpoint, CURVE first where configured. Throws: std::runtime_error "cannot
+    // bind ADDRESS ([[publish]] 'NAME'): reason", or "FILE:LINE: ..." for a secret key file
+    // that no longer reads; zmq::error_t when a socket cannot be made.
     Publisher(zmq::context_t& context, const std::vector<PublishEndpoint>& endpoints);
     ~Publisher();
     Publisher(const Publisher&) = delete;

@@ -8,6 +8,7 @@
 #include <exception>
 #include <iterator>
 #include <vector>
+#include <stdexcept>
 
 namespace ews {
 
@@ -164,7 +165,12 @@ QueryServer::QueryServer(zmq::context_t& context, const std::string& bind,
     socket_.set(zmq::sockopt::maxmsgsize, max_request_bytes);
     socket_.set(zmq::sockopt::linger, 0);
     if (server) curve::make_server(socket_, *server, zap_domain);
-    socket_.bind(bind);
+    try {
+        socket_.bind(bind);
+    } catch (const zmq::error_t& e) {
+        throw std::runtime_error("cannot bind " + bind + " (query endpoint, ZAP domain " + zap_domain +
+                                 "): " + e.what());
+    }
 }
 
 void QueryServer::handle(Store& store, const std::string& endpoint,

@@ -40,7 +40,7 @@ class QueryServer {
 public:
     // Binds `bind`; with `server` a CURVE server of ZAP domain `zap_domain` ([query]'s own, or
     // the name of the [[publish]] endpoint it belongs to), whose clients the context's
-    // curve::ZapHandler admits. Throws: zmq::error_t (the caller reports it).
+    // curve::ZapHandler admits. Throws: std::runtime_error naming the address when it cannot bind.
     QueryServer(zmq::context_t& context, const std::string& bind,
                 const std::optional<curve::Certificate>& server = std::nullopt,
                 const std::string& zap_domain = query_zap_domain);

@@ -3,10 +3,12 @@
 With stderr connected to the journal (JOURNAL_STREAM names stderr's device and inode, as
 systemd sets it) each line is "<N>level: message", N the syslog priority, no timestamp. With
 stderr elsewhere (JOURNAL_STREAM inherited but not matching) lines carry a timestamp.
---log-level overrides the file's level; an unknown level is a usage error (exit 2).
+--log-level overrides the file's level; an unknown level is a usage error (exit 2). A port
+that another process holds ends the start with exit 1 and a line naming the address.
 """
 import os
 import re
+import socket
 import subprocess
 
 from harness import EWSD, Workspace, check
@@ -44,6 +46,18 @@ def main():
         r = subprocess.run([EWSD, "--config", ws.config, "--log-level", "loud"], capture_output=True,
                            text=True, timeout=30)
         check(r.returncode == 2 and "--log-level 'loud'" in r.stderr, "an unknown --log-level exits 2 naming it")
+
+        # A port another process holds: the start fails with exit 1, naming the address and
+        # which endpoint wanted it.
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", ws.pub_port))
+        taken.listen(1)
+        try:
+            r = subprocess.run([EWSD, "--config", ws.config], capture_output=True, text=True, timeout=30)
+        finally:
+            taken.close()
+        check(r.returncode == 1 and "cannot bind %s ([[publish]] 'main'): Address already in use" % ws.pub
+              in r.stdout + r.stderr, "a port in use: exit 1 naming it (%s)" % (r.stdout + r.stderr).strip()[-200:])
     finally:
         ws.cleanup()
 
