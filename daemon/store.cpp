@@ -2,6 +2,7 @@
 #include "store.hpp"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
 #include <fcntl.h>
@@ -934,6 +935,8 @@ void Store::migrate() {
             if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
             throw;
         }
+        // A new database goes through every step silently; an upgrade says what it changed.
+        if (from > 0) spdlog::info("{}: {}: done", file_.string(), step);
     }
 }
 
