@@ -208,11 +208,15 @@ private:
                 log_ingest(out);
                 count_ingest(out);
             } catch (const std::exception& e) {
-                // The database failed: the file stays in the spool and is retried later.
-                spdlog::error("ingest {}: {} (file kept for retry)", file.string(), e.what());
+                // The database failed: the file stays in the spool and the spool is scanned
+                // again in spool_retry (no new file may arrive to wake the watch).
+                spdlog::error("ingest {}: {} (file kept, retried in {} s)", file.string(), e.what(),
+                              spool_retry.count());
+                spool_retry_at_ = Clock::now() + spool_retry;
                 return;
             }
         }
+        spool_retry_at_.reset();
     }
 
     // Answers the batches waiting at the ingest endpoint (a bounded number, so that signals and
@@ -635,9 +639,14 @@ private:
                 evaluate_changed();
                 next_scan = now_c + std::chrono::seconds(1);
             }
+            if (spool_retry_at_ && now_c >= *spool_retry_at_) {
+                ingest_spool();
+                evaluate_changed();
+            }
             if (changed_waiting_) evaluate_changed();  // waits again until the wall clock caught up
             auto wake = std::min({next_hb, next_eval, next_retention, polling_spool ? next_scan : next_eval});
             if (changed_waiting_) wake = std::min(wake, wait_until(false));
+            if (spool_retry_at_) wake = std::min(wake, *spool_retry_at_);
             if (watchdog_usec) wake = std::min(wake, next_watchdog);
             items.resize(fixed_items);
             if (metrics_) {
@@ -722,6 +731,9 @@ private:
     } last_reload_;
     std::size_t ingested_rows_ = 0;
     std::size_t rejected_rows_ = 0;
+    // Set while a spool file waits for the database to recover (ingest_spool()).
+    static constexpr std::chrono::seconds spool_retry{5};
+    std::optional<Clock::time_point> spool_retry_at_;
     // For the metrics endpoint (counts since start).
     std::optional<MetricsServer> metrics_;
     std::chrono::system_clock::time_point started_at_ = std::chrono::system_clock::now();
