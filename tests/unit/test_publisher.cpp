@@ -105,11 +105,12 @@ TEST_CASE("a subscriber receives [topic, payload] frames from its endpoint only"
           json{{"schema", "ews.heartbeat/1"}, {"seq", 41}, {"at", "2026-11-28T10:00:05Z"}});
 }
 
-TEST_CASE("binding an endpoint already in use throws", "[publisher]") {
+TEST_CASE("binding an endpoint already in use throws naming the address and the endpoint", "[publisher]") {
     zmq::context_t context;
     zmq::socket_t holder(context, zmq::socket_type::pub);
     holder.set(zmq::sockopt::linger, 0);
     holder.bind("tcp://127.0.0.1:*");
     const std::string taken = holder.get(zmq::sockopt::last_endpoint);
-    CHECK_THROWS_AS(Publisher(context, {{"a", taken, ""}}), zmq::error_t);
+    CHECK_THROWS_WITH(Publisher(context, {{"a", taken, ""}}),
+                      "cannot bind " + taken + " ([[publish]] 'a'): Address already in use");
 }
