@@ -372,6 +372,11 @@ std::size_t Engine::dirty_count() const { return impl_->dirty_list.size(); }
 
 void Engine::mark_all_dirty() { impl_->mark_all_dirty(); }
 
+void Engine::clear_dirty() {
+    for (std::uint32_t i : impl_->dirty_list) impl_->dirty_flag[i] = 0;
+    impl_->dirty_list.clear();
+}
+
 void Engine::mark_dirty(std::size_t index) {
     if (index < impl_->localities.size()) impl_->mark_dirty(static_cast<std::uint32_t>(index));
 }

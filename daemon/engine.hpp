@@ -63,6 +63,8 @@ public:
     std::size_t observation_count() const;
     std::size_t dirty_count() const;
     void mark_all_dirty();
+    // Clears every dirty mark (a caller that then marks the localities it wants assessed).
+    void clear_dirty();
     // Marks locality `index` dirty (its state must be looked at again, e.g. a silence ended).
     void mark_dirty(std::size_t index);
 

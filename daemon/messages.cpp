@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <stdexcept>
 
@@ -66,6 +67,16 @@ std::string dump(const Json& j) {
 }
 
 }  // namespace
+
+std::string evidence_value_text(const sdk::EvidenceValue& v, int min_cell) {
+    const Json j = evidence_value(v, min_cell);
+    if (j.is_null()) return "-";
+    if (j.is_string()) return j.get<std::string>();
+    if (j.is_number_integer()) return j.dump();
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4g", v.value);
+    return buf;
+}
 
 std::string alert_topic(const Locality& locality) {
     std::string topic = "alert/";

@@ -12,6 +12,11 @@
 
 namespace ews {
 
+// Returns: an evidence value as text, as alerts publish it: a count in (0, min_cell) as
+// "<min_cell>", other counts as integers, other values to 4 significant digits; "-" when
+// not finite.
+std::string evidence_value_text(const sdk::EvidenceValue& v, int min_cell);
+
 // Returns: "alert/<region path>/<locality id>/".
 std::string alert_topic(const Locality& locality);
 

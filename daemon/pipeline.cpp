@@ -41,26 +41,6 @@ bool about_alert(const std::string& type) {
            type == event::flapping_started || type == event::flapping_stopped;
 }
 
-// The playbook attached to an event: for an open alert, the steps configured for the
-// indicator that drives its score at this level, then the level's own steps.
-std::vector<std::string> playbook(const Config& config, const AlertEvent& e, const Composite& c) {
-    if (e.type == event::data_gap) return config.data_gap_actions;
-    if (e.type == event::data_restored) return {};
-    if (e.type == event::resolved) return config.resolved_actions;
-    std::vector<std::string> out;
-    if (e.level == Level::none) return out;
-    if (c.dominant >= 0 && std::size_t(c.dominant) < c.contributions.size()) {
-        auto per = config.indicator_actions.find(c.contributions[std::size_t(c.dominant)].indicator);
-        if (per != config.indicator_actions.end()) {
-            auto steps = per->second.find(e.level);
-            if (steps != per->second.end()) out = steps->second;
-        }
-    }
-    auto steps = config.actions.find(e.level);
-    if (steps != config.actions.end()) out.insert(out.end(), steps->second.begin(), steps->second.end());
-    return out;
-}
-
 bool covers(const Silence& s, const Locality& locality) {
     return s.locality.empty() ? in_scope(locality.region, s.region) : s.locality == locality.id;
 }
@@ -84,6 +64,24 @@ std::string plugin_quarantined_payload(std::uint64_t seq, const std::string& plu
     return j.dump();
 }
 }  // namespace
+
+std::vector<std::string> playbook(const Config& config, const AlertEvent& e, const Composite& c) {
+    if (e.type == event::data_gap) return config.data_gap_actions;
+    if (e.type == event::data_restored) return {};
+    if (e.type == event::resolved) return config.resolved_actions;
+    std::vector<std::string> out;
+    if (e.level == Level::none) return out;
+    if (c.dominant >= 0 && std::size_t(c.dominant) < c.contributions.size()) {
+        auto per = config.indicator_actions.find(c.contributions[std::size_t(c.dominant)].indicator);
+        if (per != config.indicator_actions.end()) {
+            auto steps = per->second.find(e.level);
+            if (steps != per->second.end()) out = steps->second;
+        }
+    }
+    auto steps = config.actions.find(e.level);
+    if (steps != config.actions.end()) out.insert(out.end(), steps->second.begin(), steps->second.end());
+    return out;
+}
 
 Pipeline::Pipeline(Config config)
     : config_(std::move(config)),
@@ -435,10 +433,6 @@ void Pipeline::quarantine_failing(const std::vector<Failing>& failing) {
     }
 }
 
-namespace {
-
-// A region path: codes of [A-Za-z0-9_.-] separated by single '/', none empty. One trailing
-// '/' is allowed, as topics spell prefixes ("KE/KE-03/"); in_scope() ignores it.
 bool valid_region(std::string_view region) {
     if (region.size() > 1 && region.back() == '/') region.remove_suffix(1);
     if (region.empty() || region.size() > 512) return false;
@@ -455,8 +449,6 @@ bool valid_region(std::string_view region) {
     }
     return !segment_empty;
 }
-
-}  // namespace
 
 void validate_silence(const Silence& silence, TimePoint now,
                       const std::function<bool(std::string_view)>& known_locality) {

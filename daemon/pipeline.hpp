@@ -20,6 +20,7 @@
 #include "ingest.hpp"
 #include "plugin_host.hpp"
 #include "quarantine.hpp"
+#include "scorer.hpp"
 #include "store.hpp"
 
 #include <chrono>
@@ -27,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ews {
@@ -161,6 +163,16 @@ AlertingParams alerting_params(const Config& config);
 // Returns: true when `region` lies within `scope` ("" = everywhere; "KE/KE-03" covers
 // "KE/KE-03" and "KE/KE-03/KE-030", not "KE/KE-030").
 bool in_scope(const std::string& region, const std::string& scope);
+
+// Returns: true for a region path: codes of [A-Za-z0-9_.-] separated by single '/', none
+// empty. One trailing '/' is allowed, as topics spell prefixes ("KE/KE-03/"); in_scope()
+// ignores it.
+bool valid_region(std::string_view region);
+
+// Returns: the playbook attached to event `e`: for an open alert, the steps configured for
+// the indicator that drives its score (c.dominant) at this level, then the level's own
+// steps; the resolved or data_gap steps for those events; nothing for data_restored.
+std::vector<std::string> playbook(const Config& config, const AlertEvent& e, const Composite& c);
 
 // Checks a silence before it is stored. Throws: std::invalid_argument naming the field:
 // neither or both of locality and region, a locality `known_locality` does not know, a

@@ -353,7 +353,7 @@ struct Store::Statements {
     Stmt upsert_locality, select_localities;
     Stmt ingest_seen, upsert_observation, insert_ingest, select_observations, count_observations;
     Stmt select_alert_states, upsert_alert_state;
-    Stmt last_seq, outbox_rows, insert_outbox, outbox_after, open_alert_rows;
+    Stmt last_seq, outbox_rows, insert_outbox, outbox_after, open_alert_rows, locality_rows;
     Stmt select_meta, upsert_meta, insert_audit;
     Stmt insert_held, select_held, select_held_of;
     Stmt insert_silence, select_silences, select_active_silences, select_silence, expire_silence;
@@ -840,6 +840,9 @@ void Store::open() {
     prepare(s.insert_outbox,
             "INSERT INTO outbox(endpoint, seq, topic, payload, alert_id, locality, at) "
             "VALUES(?1,?2,?3,?4,?5,?6,?7)");
+    prepare(s.locality_rows,
+            "SELECT endpoint, seq, topic, payload, alert_id, locality FROM outbox "
+            "WHERE locality<>'' ORDER BY endpoint, seq");
     prepare(s.outbox_after,
             "SELECT endpoint, seq, topic, payload, alert_id, locality FROM outbox "
             "WHERE endpoint=?1 AND seq>?2 ORDER BY seq LIMIT ?3");
@@ -1173,6 +1176,23 @@ std::vector<OutboxRow> Store::outbox_after(const std::string& endpoint, std::uin
     Use u(st_->outbox_after, db_, w);
     u.text(1, endpoint).integer(2, static_cast<std::int64_t>(after));
     u.integer(3, static_cast<std::int64_t>(std::min<std::uint64_t>(limit, max)));
+    while (u.step()) {
+        OutboxRow r;
+        r.endpoint = u.col_text(0);
+        r.seq = static_cast<std::uint64_t>(u.col_int(1));
+        r.topic = u.col_text(2);
+        r.payload = u.col_text(3);
+        r.alert_id = u.col_text(4);
+        r.locality = u.col_text(5);
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+std::vector<OutboxRow> Store::locality_rows() {
+    const std::string w = where("locality_rows");
+    std::vector<OutboxRow> out;
+    Use u(st_->locality_rows, db_, w);
     while (u.step()) {
         OutboxRow r;
         r.endpoint = u.col_text(0);

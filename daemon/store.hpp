@@ -182,6 +182,9 @@ public:
     // Returns: rows of `endpoint` with seq > after, ascending, at most `limit`.
     std::vector<OutboxRow> outbox_after(const std::string& endpoint, std::uint64_t after,
                                         std::size_t limit);
+    // Returns: every kept outbox row about a locality (alert and data events), of every
+    // endpoint, by endpoint and seq. An event appears once per endpoint that published it.
+    std::vector<OutboxRow> locality_rows();
     // Returns: for each alert subscribers know as open (the notified alert of alert_state:
     // while a silence or flapping holds events, what was last published) whose topic starts
     // with `topic_prefix`, the newest outbox row on `endpoint` about it.

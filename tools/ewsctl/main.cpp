@@ -12,6 +12,7 @@
 #include "pipeline.hpp"
 #include "plugin_test.hpp"
 #include "relay.hpp"
+#include "report_commands.hpp"
 #include "store.hpp"
 
 #include <CLI/CLI.hpp>
@@ -455,31 +456,6 @@ int cmd_ack(const Config& config, const std::string& alert_id, const std::string
 
 // `ewsctl alerts`: every open alert with its acknowledgement, flapping and silence. Reads the
 // store (safe while the daemon writes: WAL).
-int cmd_alerts(const Config& config) {
-    Store store(config.state_dir / "ewsd.db");
-    std::map<std::string, Locality> locs;
-    for (auto& l : store.localities()) locs[l.id] = l;
-    const auto silences = store.silences(wall_now(), false);
-    int n = 0;
-    for (const auto& s : store.alert_states()) {
-        if (s.level == Level::none) continue;
-        const auto& l = locs[s.locality];
-        const auto silence = std::find_if(silences.begin(), silences.end(), [&](const Silence& si) {
-            return si.locality.empty() ? in_scope(l.region, si.region) : si.locality == s.locality;
-        });
-        std::cout << to_string(s.level) << "\t" << s.alert_id << "\t" << l.region << "\t" << l.name
-                  << "\tscore " << s.score << "\topened " << (s.opened_at ? format_time(*s.opened_at) : "")
-                  << (s.acked_by.empty() ? "\tnot acknowledged" : "\tacknowledged by " + s.acked_by)
-                  << (s.flapping ? "\tflapping" : "\tnot flapping")
-                  << (silence == silences.end() ? "\tnot silenced"
-                                                : "\tsilenced (silence " + std::to_string(silence->id) + ")")
-                  << "\n";
-        ++n;
-    }
-    std::cout << n << " open alerts\n";
-    return 0;
-}
-
 // What plugin_dir holds as this process loads it, then, when a daemon runs, its own view
 // (which may differ: it loaded them at its start or last reload, and it quarantines).
 // Returns: 1 when any plugin is refused here or is in a state other than "loaded" in the
@@ -585,8 +561,37 @@ int main(int argc, char** argv) {
     evaluate->add_option("--at", at, "evaluate as of this time (RFC 3339)");
 
     auto* status = cli.add_subcommand("status", "ask the running daemon for its status");
+    tools::ReportCommandOptions alerts_opts;
     auto* alerts = cli.add_subcommand(
         "alerts", "list open alerts, each acknowledged or not, flapping or not, silenced or not");
+    alerts->add_option("--format", alerts_opts.format, "table (default), csv or json")
+        ->check(CLI::IsMember({"table", "csv", "json"}));
+    alerts->add_option("--region", alerts_opts.region, "only localities in this region prefix, e.g. KE/KE-03");
+    alerts->add_option("-o,--output", alerts_opts.output, "write to this file instead of standard output");
+
+    tools::ReportCommandOptions report_opts;
+    auto* report = cli.add_subcommand(
+        "report", "write the prevention report of a region: one self-contained HTML page to read, "
+                  "print or share");
+    report->add_option("--html", report_opts.html, "file to write (replaced only when complete)")->required();
+    report->add_option("--region", report_opts.region, "region prefix, e.g. KE/KE-03 (default: all regions)");
+    report->add_option("--at", report_opts.at, "as of this time (RFC 3339; default: now)");
+    report->add_option("--periods", report_opts.periods, "periods in the trends (default 12)")
+        ->check(CLI::Range(1, 520));
+    report->add_option("--step", report_opts.step_days, "days per period (default 7)")->check(CLI::Range(1, 366));
+    report->add_option("--compare", report_opts.compare_days,
+                       "show changes since this many days before --at (default 28)")
+        ->check(CLI::Range(1, 3660));
+
+    tools::ReportCommandOptions scores_opts;
+    auto* scores = cli.add_subcommand(
+        "scores", "evaluate every locality in a region now (or --at) and print its score, level and "
+                  "top indicator");
+    scores->add_option("--format", scores_opts.format, "table (default), csv or json")
+        ->check(CLI::IsMember({"table", "csv", "json"}));
+    scores->add_option("--region", scores_opts.region, "region prefix (default: all regions)");
+    scores->add_option("--at", scores_opts.at, "as of this time (RFC 3339; default: now)");
+    scores->add_option("-o,--output", scores_opts.output, "write to this file instead of standard output");
 
     auto* silence = cli.add_subcommand(
         "silence", "hold the alerts of a locality or region (stored, not published) until a time");
@@ -739,7 +744,9 @@ int main(int argc, char** argv) {
         if (loc_import->parsed()) return cmd_localities_import(config, localities_file);
         if (evaluate->parsed()) return cmd_evaluate(config, at);
         if (status->parsed()) return cmd_status(config);
-        if (alerts->parsed()) return cmd_alerts(config);
+        if (alerts->parsed()) return tools::cmd_alerts(config, alerts_opts);
+        if (report->parsed()) return tools::cmd_report(config, report_opts);
+        if (scores->parsed()) return tools::cmd_scores(config, scores_opts);
         if (silence_add->parsed()) return cmd_silence_add(config, silence_opts);
         if (silence_list->parsed()) return cmd_silence_list(config, silence_all, silence_list_json);
         if (silence_expire->parsed()) return cmd_silence_expire(config, silence_id, expire_by);
