@@ -251,6 +251,7 @@ Report build(const Config& config, const Options& options) {
                 now.status = a.status;
                 now.newest = a.newest;
                 now.evidence = a.evidence.text;
+                now.floor = floor_level(a.floor);
                 for (const auto& v : a.evidence.values)
                     now.values.push_back({v.name, evidence_value_text(v, config.min_cell), v.is_count});
                 if (a.newest && (!row.newest || *a.newest > *row.newest)) row.newest = a.newest;
@@ -389,6 +390,9 @@ std::string scores_json(const Report& report) {
                                       {"confidence", number_or_null(ind.confidence, 3)},
                                       {"status", std::string(to_string(ind.status))},
                                       {"newest", time_or_null(ind.newest)},
+                                      {"floor", ind.floor == Level::none
+                                                    ? Json(nullptr)
+                                                    : Json(std::string(to_string(ind.floor)))},
                                       {"evidence", Json{{"text", ind.evidence}, {"values", values}}}});
         }
         const Json dominant =

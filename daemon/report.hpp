@@ -45,6 +45,7 @@ struct IndicatorNow {
     std::optional<TimePoint> newest;  // newest data it used
     std::string evidence;             // the plugin's evidence text (no ingested free text)
     std::vector<ValueText> values;    // its evidence values, counts suppressed
+    Level floor = Level::none;        // the level it keeps the locality at, at least (sentinel)
 };
 
 // A published alert event of a locality within the report's periods.

@@ -237,6 +237,7 @@ table.ranked tr[data-level=watch]{border-left-color:var(--watch)}
 .ind{font-weight:600}
 .vals{margin:.2em 0 0;padding:0;list-style:none;font-size:.85em}
 .vals li{display:inline-block;margin-right:10px;white-space:nowrap}
+.floor{margin:.3em 0 0;color:#5a3d00}
 .stale{color:#9a3412;font-weight:600}
 td ul.actions{margin:0;padding-left:1.1em}
 td ul.actions li{margin:0 0 .2em}
@@ -666,6 +667,15 @@ std::string evidence_cell(const LocalityRow& row) {
             counts += "<li><span class=\"muted\">" + escape(v.name) + ":</span> <strong>" +
                       escape(v.text) + "</strong></li>";
     if (!counts.empty()) out += "<ul class=\"vals\">" + counts + "</ul>";
+    // A sentinel floor holds the level whatever the score: say which indicator and why.
+    for (const IndicatorNow& ind : row.indicators) {
+        if (ind.floor == Level::none) continue;
+        out += "<p class=\"floor small\">\u2691 " + indicator_html(ind.indicator) +
+               " keeps this locality at <strong>" + escape(level_label(ind.floor)) +
+               "</strong> or above, whatever the score";
+        if (&ind != d && !ind.evidence.empty()) out += ": " + escape(ind.evidence);
+        out += "</p>";
+    }
     return out + "</div></td>";
 }
 

@@ -7,9 +7,7 @@
 
 namespace ews {
 
-namespace {
-
-Level to_level(sdk::Floor floor) {
+Level floor_level(sdk::Floor floor) {
     switch (floor) {
         case sdk::Floor::none: return Level::none;
         case sdk::Floor::watch: return Level::watch;
@@ -18,6 +16,8 @@ Level to_level(sdk::Floor floor) {
     }
     return Level::none;
 }
+
+namespace {
 
 // A value that cannot be trusted counts as nothing rather than poisoning the sums.
 double unit_or_zero(double x) { return std::isfinite(x) ? std::clamp(x, 0.0, 1.0) : 0.0; }
@@ -52,7 +52,7 @@ Composite compose_from(const std::vector<std::string>& indicators, Assessments& 
                 c.assessment = assessments[i];
             else
                 c.assessment = std::move(assessments[i]);
-            out.floor = std::max(out.floor, to_level(c.assessment.floor));
+            out.floor = std::max(out.floor, floor_level(c.assessment.floor));
         }
         // A missing assessment stays the default one: status no_data, confidence 0.
         const sdk::Assessment& a = c.assessment;

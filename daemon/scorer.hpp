@@ -27,6 +27,9 @@ struct Composite {
     std::vector<Contribution> contributions;  // in the order of `indicators`
 };
 
+// The level a plugin's floor asks for.
+Level floor_level(sdk::Floor floor);
+
 // score = 100 * sum(w_i * c_i * s_i) / sum(w_i * c_i) over indicators with status ok or
 // stale and c_i > 0 (0 when there are none); confidence = sum(w_i * c_i) / sum(w_i) over all
 // indicators (missing, no_data and error count as c_i = 0). Weights default to 1.

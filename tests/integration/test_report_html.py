@@ -17,7 +17,7 @@ the report of one province are written as of the last evaluation.
 - In Chromium over the DevTools protocol: no console error, no exception, no error log
   entry, no request but the file itself; the rows in the DOM as above, SVG present.
   Screenshots (full page, and 390 px wide as on a phone) and a PDF are written to
-  <build>/report/ for people to look at; the PDF has a page per region with alerts.
+  <build>/report/ for people to look at, with the HTML itself; the PDF has a page per region with alerts.
 
 Needs Chromium (Debian: chromium) and python3-websocket: `./run deps` installs them. Under
 the sanitizers (EWS_SANITIZED) the browser part is skipped: the ewsctl parts still run.
@@ -28,6 +28,7 @@ import html
 import json
 import os
 import re
+import shutil
 import time
 
 from harness import BUILD, PLUGINS, Workspace, check, fail
@@ -394,6 +395,7 @@ def browse(reports, shots_dir, regions_alerted):
             check(phone_layout["width"] <= PHONE_WIDTH,
                   "on a phone (%d px) the page is %s px wide: no sideways scrolling (%s px tall)"
                   % (PHONE_WIDTH, phone_layout["width"], phone_layout["height"]))
+            shutil.copyfile(path, os.path.join(shots_dir, "report_demo.html"))
             out = os.path.join(shots_dir, "report_demo.pdf")
             with open(out, "wb") as f:
                 f.write(pdf)

@@ -529,6 +529,23 @@ TEST_CASE("report html shows score, change, evidence, freshness and actions of a
     CHECK(suppressed.find("incidents:") == std::string::npos);  // only the top indicator's values
 }
 
+TEST_CASE("report html says which indicator holds a locality at a floor level", "[report_html]") {
+    Report r = sample_report();
+    // Kariobangi: watch at 44.0 led by school_dropout; a sentinel incident holds it at watch.
+    LocalityRow* row = nullptr;
+    for (auto& x : r.rows)
+        if (x.id == "KE030-04") row = &x;
+    REQUIRE(row != nullptr);
+    row->indicators[1].floor = Level::watch;
+    row->indicators[1].evidence = "A sentinel incident was reported this week";
+    const std::string html = render_html(r);
+    const std::string text = text_of(row_html(html, "KE030-04"));
+    CHECK(text.find("incidents keeps this locality at Watch or above, whatever the score: "
+                    "A sentinel incident was reported this week") != std::string::npos);
+    // No other row claims a floor.
+    CHECK(count_of(html, "keeps this locality at") == 1);
+}
+
 TEST_CASE("report html renders a missing score as a dash", "[report_html]") {
     const std::string html = render_html(sample_report());
     const std::string row = row_html(html, "KE031-09");
