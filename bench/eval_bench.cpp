@@ -22,10 +22,16 @@
 //                    views checks that both hold the same data (equal sums).
 //   incremental:     Engine::apply of 1k new observations (one each in 1k distinct random
 //                    localities, just after the history) then Engine::evaluate(only_dirty =
-//                    true), at 100k and at 1M localities. Both sizes hold the same light
-//                    history per locality (a few months), so that only the number of
-//                    localities differs; the ratio 1M / 100k must stay <= 2. The same is
-//                    measured on the year of history at 100k, against the full evaluation.
+//                    true), at 10k, 100k and 1M localities. Every size holds the same light
+//                    history per locality (the last 61 days of the year, about 14 rows), so
+//                    that only the number of localities differs; the ratio largest / smallest
+//                    (1M / 10k) must stay <= 2. The same is measured on the year of history
+//                    at 100k, against the full evaluation.
+//   scale study:     with --scale-study, the full evaluation and its reference are measured
+//                    again on each of those sizes, before their incremental measurement: the
+//                    same light history at every size (a year at 1M localities, 100M
+//                    observations, would not fit the benchmark's time), so the study shows
+//                    how each cost grows with the number of localities alone.
 //
 // The data: as memory_bench.cpp generates it (same shape, generator of its own here because
 // the history length varies): localities on a grid 100 wide with up to four neighbours;
@@ -42,7 +48,10 @@
 // that call it, and that count is printed.
 //
 // Output: tables on stdout; progress on stderr when it is a terminal; results in
-// EWS_BENCH_RESULTS_DIR/eval.json. Exit status 1 when a target is missed.
+// EWS_BENCH_RESULTS_DIR/eval.json (this program's own figures, and "rows": the common rows:
+// the full evaluation in s against the plain pass, ratio <= 5 and under 1 s; the incremental
+// evaluation in ms at each size against the smallest, flat (<= 2) on the largest; the study
+// rows). Exit status 1 when a target is missed.
 #include "bench_support.hpp"
 
 #include "alerting.hpp"
@@ -65,6 +74,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -99,13 +109,28 @@ constexpr double incremental_ratio_target = 2.0;
 
 struct Options {
     std::size_t localities = 100'000;
-    std::size_t large = 1'000'000;  // the larger size of the incremental measurement
-    int light_days = 61;            // history of the incremental measurement's two sizes
-    int reps = 5;                   // of the full evaluation and its reference
+    // The sizes of the incremental measurement and of the scale study, smallest first.
+    std::vector<std::size_t> sizes{10'000, 100'000, 1'000'000};
+    int light_days = 61;  // history of those sizes
+    int reps = 5;         // of the full evaluation and its reference
     int incremental_reps = 9;
+    int study_reps = 3;  // of the scale study's full evaluation and reference
+    bool scale_study = false;
     std::size_t new_rows = 1000;
     fs::path plugin_dir = EWS_BENCH_PLUGIN_DIR;
 };
+
+// Returns: the comma-separated counts of `text`, e.g. "10000,100000".
+std::vector<std::size_t> count_list(const std::string& text) {
+    std::vector<std::size_t> out;
+    std::size_t at = 0;
+    while (!text.empty() && at <= text.size()) {
+        const std::size_t end = std::min(text.find(',', at), text.size());
+        out.push_back(std::stoul(text.substr(at, end - at)));
+        at = end + 1;
+    }
+    return out;
+}
 
 // Kinds, in the store's key order (by name), so that rows sorted by kind index are in key order.
 constexpr const char* kinds[] = {
@@ -515,6 +540,62 @@ Incremental measure_incremental(Dataset& d, const std::vector<ews::LoadedPlugin>
 // with no plugins selects every locality and assesses none.
 void clear_dirty(ews::Engine& engine) { engine.evaluate({}, day_time(year_days), false); }
 
+// Dies unless the walking plugin, through the engine's views, and the reference read the
+// same data (equal sums of value * weight).
+void check_reference(Dataset& d, const ews::LoadedPlugin& walk, TimePoint now) {
+    const auto r = d.engine->evaluate({walk}, now, false);
+    double through_views = 0;
+    for (const auto& x : r) through_views += x.assessments[0].evidence.values.at(0).value;
+    const double plain = plain_pass(d.plain, now);
+    if (!(std::abs(through_views - plain) <= 1e-9 * std::abs(plain)))
+        die(std::to_string(d.localities) + " localities: the reference reads other data than "
+            "the engine: sum " + std::to_string(plain) + " against " +
+            std::to_string(through_views));
+}
+
+// The full evaluation of one dataset and its reference, `reps` times in turn.
+struct Full {
+    Timings reference, engine, scored;  // scored: engine + compose + advance, released
+    std::map<std::string, std::map<std::string, std::size_t>> statuses;  // plugin -> status -> n
+    std::size_t level_changes = 0;
+    double checksum = 0;
+};
+
+Full measure_full(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
+                  const std::vector<std::string>& names, TimePoint now, int reps,
+                  const Progress& progress) {
+    Full f;
+    std::vector<ews::AlertState> states(d.localities);
+    for (std::size_t i = 0; i < states.size(); ++i) states[i].locality = d.engine->locality(i).id;
+    const ews::AlertingParams alerting;
+    for (int rep = 0; rep < reps; ++rep) {
+        progress(std::to_string(d.localities) + " localities: full evaluation " +
+                 std::to_string(rep + 1) + "/" + std::to_string(reps));
+        {
+            const Stopwatch watch;
+            f.checksum += plain_pass(d.plain, now);
+            f.reference.add(watch);
+        }
+        const Stopwatch watch;
+        {
+            auto r = d.engine->evaluate(plugins, now, false);
+            f.engine.add(watch);
+            if (rep == 0) {  // before score_results moves the assessments out
+                require_no_faults(*d.engine, plugins);
+                for (const auto& x : r)
+                    for (std::size_t c = 0; c < names.size(); ++c)
+                        ++f.statuses[names[c]][status_name(x.assessments[c].status)];
+            }
+            // Each repetition a second later: the lifecycle treats a repeated time as a
+            // repeat and skips it, which the daemon never does.
+            f.level_changes += score_results(r, names, states, now + std::chrono::seconds(rep),
+                                             alerting);
+        }  // the results are released here, as the daemon releases them
+        f.scored.add(watch);
+    }
+    return f;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -528,22 +609,29 @@ int main(int argc, char** argv) {
         };
         auto number = [&]() -> std::size_t { return std::stoul(text()); };
         if (a == "--localities") o.localities = number();
-        else if (a == "--large") o.large = number();
+        else if (a == "--sizes") o.sizes = count_list(text());
+        else if (a == "--scale-study") o.scale_study = true;
+        else if (a == "--study-reps") o.study_reps = int(number());
         else if (a == "--light-days") o.light_days = int(number());
         else if (a == "--reps") o.reps = int(number());
         else if (a == "--incremental-reps") o.incremental_reps = int(number());
         else if (a == "--new-rows") o.new_rows = number();
         else if (a == "--plugin-dir") o.plugin_dir = text();
         else {
-            std::cerr << "usage: ews_bench_eval [--localities N] [--large N (0: none)] "
+            std::cerr << "usage: ews_bench_eval [--localities N] [--sizes N,N,... (incremental "
+                         "and scale study; empty: none)] [--scale-study] [--study-reps N] "
                          "[--light-days DAYS] [--reps N] [--incremental-reps N] [--new-rows N] "
                          "[--plugin-dir DIR]\n";
             return 2;
         }
     }
-    if (o.localities == 0 || o.reps < 1 || o.incremental_reps < 1 || o.new_rows == 0 ||
-        o.light_days < 1 || o.light_days > year_days)
-        die("localities, reps, incremental-reps and new-rows must be > 0, light-days 1..365");
+    if (o.localities == 0 || o.reps < 1 || o.incremental_reps < 1 || o.study_reps < 1 ||
+        o.new_rows == 0 || o.light_days < 1 || o.light_days > year_days)
+        die("localities, reps, incremental-reps, study-reps and new-rows must be > 0, "
+            "light-days 1..365");
+    for (std::size_t n : o.sizes)
+        if (n == 0) die("sizes must be > 0");
+    std::sort(o.sizes.begin(), o.sizes.end());
 
     // The three shipped plugins, as the daemon loads them.
     const char* shipped[] = {"school_dropout", "community_incidents", "group_presence"};
@@ -585,51 +673,18 @@ int main(int argc, char** argv) {
     auto null = in_process(std::make_shared<NullIndicator>());
 
     // The walking plugin and the reference must read the same data.
-    {
-        progress("checking the reference against the engine's views");
-        threads.next_generation();
-        const auto r = year.engine->evaluate({walk}, now, false);
-        double through_views = 0;
-        for (const auto& x : r) through_views += x.assessments[0].evidence.values.at(0).value;
-        const double plain = plain_pass(year.plain, now);
-        if (!(std::abs(through_views - plain) <= 1e-9 * std::abs(plain)))
-            die("the reference reads other data than the engine: sum " + std::to_string(plain) +
-                " against " + std::to_string(through_views));
-    }
+    progress("checking the reference against the engine's views");
+    threads.next_generation();
+    check_reference(year, walk, now);
     const std::size_t engine_threads = threads.count();
 
-    std::vector<ews::AlertState> states(year.localities);
-    for (std::size_t i = 0; i < states.size(); ++i)
-        states[i].locality = year.engine->locality(i).id;
-    const ews::AlertingParams alerting;
-    Timings reference, engine, scored;
-    std::map<std::string, std::map<std::string, std::size_t>> statuses;  // plugin -> status -> n
-    std::size_t level_changes = 0;
-    double checksum = 0;
-    for (int rep = 0; rep < o.reps; ++rep) {
-        progress("full evaluation " + std::to_string(rep + 1) + "/" + std::to_string(o.reps));
-        {
-            const Stopwatch watch;
-            checksum += plain_pass(year.plain, now);
-            reference.add(watch);
-        }
-        const Stopwatch watch;
-        {
-            auto r = year.engine->evaluate(plugins, now, false);
-            engine.add(watch);
-            if (rep == 0) {  // before score_results moves the assessments out
-                require_no_faults(*year.engine, plugins);
-                for (const auto& x : r)
-                    for (std::size_t c = 0; c < names.size(); ++c)
-                        ++statuses[names[c]][status_name(x.assessments[c].status)];
-            }
-            // Each repetition a second later: the lifecycle treats a repeated time as a
-            // repeat and skips it, which the daemon never does.
-            level_changes += score_results(r, names, states, now + std::chrono::seconds(rep),
-                                           alerting);
-        }  // the results are released here, as the daemon releases them
-        scored.add(watch);
-    }
+    Full full = measure_full(year, plugins, names, now, o.reps, progress);
+    const Timings& reference = full.reference;
+    const Timings& engine = full.engine;
+    const Timings& scored = full.scored;
+    const auto& statuses = full.statuses;
+    const std::size_t level_changes = full.level_changes;
+    double checksum = full.checksum;
     const double ref = median(reference.wall), eng = median(engine.wall),
                  eng_scored = median(scored.wall);
     const double eng_ratio = eng / ref, scored_ratio = eng_scored / ref;
@@ -708,17 +763,40 @@ int main(int argc, char** argv) {
         std::size_t observations = 0;
         double load_seconds = 0;
         Incremental inc;
+        std::optional<Full> full;  // the scale study's
     };
-    std::vector<Size> sizes{{o.localities}};
-    if (o.large > 0) sizes.push_back({o.large});
+    std::vector<Size> sizes;
+    for (std::size_t n : o.sizes) sizes.push_back({n});
     for (auto& s : sizes) {
-        Dataset d = load(s.localities, light_first_day, false, progress);
-        clear_dirty(*d.engine);
+        Dataset d = load(s.localities, light_first_day, o.scale_study, progress);
         s.observations = d.observations;
         s.load_seconds = d.load_seconds;
+        if (o.scale_study) {
+            progress(std::to_string(s.localities) + " localities: checking the reference");
+            check_reference(d, walk, now);
+            s.full = measure_full(d, plugins, names, now, o.study_reps, progress);
+            checksum += s.full->checksum;
+            d.plain = PlainData{};
+        }
+        clear_dirty(*d.engine);
         s.inc = measure_incremental(d, plugins, o, progress);
     }
     progress.done();
+
+    if (o.scale_study) {
+        std::printf("\nscale study: full evaluation with the same %d days of history a locality "
+                    "at each size (engine + compose + advance, released), median of %d\n",
+                    o.light_days, o.study_reps);
+        std::printf("%-42s %9s %9s %9s %9s %7s %12s\n", "what", "ms", "cpu ms", "ref ms",
+                    "ref cpu", "ratio", "observations");
+        for (const auto& s : sizes)
+            std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f %12zu\n",
+                        (std::to_string(s.localities) + " localities").c_str(),
+                        median(s.full->scored.wall), median(s.full->scored.cpu),
+                        median(s.full->reference.wall), median(s.full->reference.cpu),
+                        median(s.full->scored.wall) / median(s.full->reference.wall),
+                        s.observations);
+    }
 
     std::printf("\nincremental evaluation: Engine::apply of %zu new observations (in as many "
                 "random localities) + Engine::evaluate(only_dirty), median of %d\n",
@@ -741,13 +819,14 @@ int main(int argc, char** argv) {
     double inc_ratio = 0, inc_ratio_cpu = 0;
     bool inc_ok = true;
     if (sizes.size() > 1) {
-        inc_ratio = median(sizes[1].inc.total.wall) / median(sizes[0].inc.total.wall);
-        inc_ratio_cpu = median(sizes[1].inc.total.cpu) / median(sizes[0].inc.total.cpu);
+        const Size &small = sizes.front(), &large = sizes.back();
+        inc_ratio = median(large.inc.total.wall) / median(small.inc.total.wall);
+        inc_ratio_cpu = median(large.inc.total.cpu) / median(small.inc.total.cpu);
         inc_ok = inc_ratio <= incremental_ratio_target;
         pass = pass && inc_ok;
         std::printf("incremental %zu / %zu localities (the same %d days of history each): %.2f "
                     "(cpu %.2f), target <= 2: %s\n",
-                    sizes[1].localities, sizes[0].localities, o.light_days, inc_ratio,
+                    large.localities, small.localities, o.light_days, inc_ratio,
                     inc_ratio_cpu, inc_ok ? "pass" : "FAIL");
     }
 
@@ -770,13 +849,103 @@ int main(int argc, char** argv) {
                         {"observations", year_observations},
                         {"apply_and_evaluate", timing_json(inc_year.total)},
                         {"apply", timing_json(inc_year.apply)}});
-    for (const auto& s : sizes)
+    nlohmann::json study_json = nlohmann::json::array();
+    for (const auto& s : sizes) {
         inc_json.push_back({{"localities", s.localities},
                             {"history_days", o.light_days},
                             {"observations", s.observations},
                             {"load_seconds", s.load_seconds},
                             {"apply_and_evaluate", timing_json(s.inc.total)},
                             {"apply", timing_json(s.inc.apply)}});
+        if (s.full)
+            study_json.push_back({{"localities", s.localities},
+                                  {"history_days", o.light_days},
+                                  {"observations", s.observations},
+                                  {"repetitions", o.study_reps},
+                                  {"reference", timing_json(s.full->reference)},
+                                  {"engine", timing_json(s.full->engine)},
+                                  {"engine_and_scoring", timing_json(s.full->scored)}});
+    }
+
+    // The common rows (see bench_support.hpp).
+    using ews::bench::short_count;
+    std::vector<ews::bench::ResultRow> table;
+    const std::string plain_name = "one plain pass over the same in-memory data";
+    {
+        ews::bench::ResultRow row;
+        row.what = "full evaluation, " + short_count(o.localities) + " localities x 3 indicators x 1 year";
+        row.scale = double(o.localities);
+        row.ewsd = eng_scored / 1000.0;
+        row.reference = ref / 1000.0;
+        row.reference_name = plain_name;
+        row.unit = "s";
+        row.ratio = scored_ratio;
+        row.ratio_name = "time ewsd / reference";
+        row.target = "<= 5";
+        row.target_abs = "< 1 s";
+        row.pass = full_ok;
+        row.runs = o.reps;
+        row.data_rows = double(year_observations);
+        table.push_back(row);
+    }
+    {
+        ews::bench::ResultRow row;
+        row.what = "incremental, " + short_count(o.new_rows) + " new observations, " +
+                   short_count(o.localities) + " localities x 1 year";
+        row.ewsd = median(inc_year.total.wall);
+        row.reference = eng;
+        row.reference_name = "full evaluation of the same data (engine only)";
+        row.unit = "ms";
+        row.ratio = inc_vs_full;
+        row.ratio_name = "time incremental / full";
+        row.runs = o.incremental_reps;
+        table.push_back(row);
+    }
+    const std::string history = "last " + std::to_string(o.light_days) + " days";
+    if (!sizes.empty()) {
+        const double smallest = median(sizes.front().inc.total.wall);
+        for (const auto& s : sizes) {
+            const bool largest = sizes.size() > 1 && &s == &sizes.back();
+            ews::bench::ResultRow row;
+            row.what = "incremental, " + short_count(o.new_rows) + " new observations, " +
+                       short_count(s.localities) + " localities x " + history;
+            row.scale = double(s.localities);
+            row.ewsd = median(s.inc.total.wall);
+            row.reference = smallest;
+            row.reference_name = "the same at " + short_count(sizes.front().localities) + " localities";
+            row.unit = "ms";
+            row.ratio = row.ewsd / smallest;
+            row.ratio_name = "time / time at " + short_count(sizes.front().localities) + " localities";
+            if (largest) {
+                row.target = "flat (<= 2)";
+                row.pass = inc_ok;
+            }
+            row.runs = o.incremental_reps;
+            row.study = true;
+            row.cost = "incremental evaluation, " + short_count(o.new_rows) + " new observations";
+            row.data_rows = double(o.new_rows);
+            table.push_back(row);
+        }
+    }
+    for (const auto& s : sizes) {
+        if (!s.full) continue;
+        ews::bench::ResultRow row;
+        row.what = "full evaluation, " + short_count(s.localities) + " localities x 3 indicators x " +
+                   history + " (scale study)";
+        row.scale = double(s.localities);
+        row.ewsd = median(s.full->scored.wall) / 1000.0;
+        row.reference = median(s.full->reference.wall) / 1000.0;
+        row.reference_name = plain_name;
+        row.unit = "s";
+        row.ratio = *row.reference > 0 ? row.ewsd / *row.reference : 0;
+        row.ratio_name = "time ewsd / reference";
+        row.runs = o.study_reps;
+        row.study = true;
+        row.cost = "full evaluation (" + history + ")";
+        row.data_rows = double(s.observations);
+        table.push_back(row);
+    }
+
     nlohmann::json doc{
         {"benchmark", "eval"},
         {"reference",
@@ -809,6 +978,8 @@ int main(int argc, char** argv) {
           {"large_over_small_cpu", inc_ratio_cpu},
           {"target", "large / small <= 2"},
           {"pass", inc_ok}}},
+        {"scale_study", study_json},
+        {"rows", ews::bench::rows_json(table)},
         {"load_average_before", load_before},
         {"load_average_after", load_after},
         {"peak_resident_bytes", peak},

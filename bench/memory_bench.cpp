@@ -21,9 +21,15 @@
 // school.dropouts (emis), fortnightly presence.report (a field team), weekly incident.*
 // counts (a monitor), from a fixed seed.
 //
+// Scale study (--scale-study): the same measurement at 10k, 100k and 1M localities, each
+// locality holding the same rows (--study-per-locality, 100 by default: the full year), so
+// that only the number of localities differs; each size is a study row of its own, held to
+// the same 2x target.
+//
 // Output: one table row per size on stdout (and, when the target is missed or with --split,
 // where the bytes go); progress on stderr when it is a terminal; results in
-// EWS_BENCH_RESULTS_DIR/memory.json. Exit status 1 when a target is missed.
+// EWS_BENCH_RESULTS_DIR/memory.json ("results": this program's own figures; "rows": the
+// common rows, MB of ewsd against raw MB, ratio <= 2). Exit status 1 when a target is missed.
 #include "bench_support.hpp"
 
 #include "engine.hpp"
@@ -70,7 +76,22 @@ struct Options {
     std::size_t per_locality = 100;
     double larger_budget_s = 20;
     bool split = false;  // print where the bytes go even when the target is met
+    bool scale_study = false;
+    std::vector<std::size_t> study_localities{10'000, 100'000, 1'000'000};
+    std::size_t study_per_locality = 100;
 };
+
+// Returns: the comma-separated counts of `text`, e.g. "10000,100000".
+std::vector<std::size_t> count_list(const std::string& text) {
+    std::vector<std::size_t> out;
+    std::size_t at = 0;
+    while (!text.empty() && at <= text.size()) {
+        const std::size_t end = std::min(text.find(',', at), text.size());
+        out.push_back(std::stoul(text.substr(at, end - at)));
+        at = end + 1;
+    }
+    return out;
+}
 
 struct Row {
     std::uint16_t day;  // 0..364 within the year
@@ -340,7 +361,7 @@ nlohmann::json measure_in_child(std::size_t rows, std::size_t per_locality,
 }
 
 void print_row(const nlohmann::json& r, bool explain) {
-    std::printf("%-40s %10.1f %10.1f %8.2f %8s %s\n", r["what"].get<std::string>().c_str(),
+    std::printf("%-44s %10.1f %10.1f %8.2f %8s %s\n", r["what"].get<std::string>().c_str(),
                 r["ewsd_mib"].get<double>(), r["raw_mib"].get<double>(), r["ratio"].get<double>(),
                 "<= 2.0", r["pass"].get<bool>() ? "pass" : "FAIL");
     if (!explain) return;
@@ -362,53 +383,93 @@ int main(int argc, char** argv) {
     Options o;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        auto value = [&]() -> std::size_t {
+        auto text = [&]() -> std::string {
             if (i + 1 >= argc) die(a + " needs a value");
-            return std::stoul(argv[++i]);
+            return argv[++i];
         };
+        auto value = [&]() -> std::size_t { return std::stoul(text()); };
         if (a == "--rows") o.rows = value();
         else if (a == "--larger") o.larger = value();
         else if (a == "--per-locality") o.per_locality = value();
         else if (a == "--larger-budget") o.larger_budget_s = double(value());
         else if (a == "--split") o.split = true;
+        else if (a == "--scale-study") o.scale_study = true;
+        else if (a == "--study-localities") o.study_localities = count_list(text());
+        else if (a == "--study-per-locality") o.study_per_locality = value();
         else {
             std::cerr << "usage: ews_bench_memory [--rows N] [--larger N (0: none)] "
-                         "[--larger-budget SECONDS] [--per-locality N] [--split]\n";
+                         "[--larger-budget SECONDS] [--per-locality N] [--split] [--scale-study] "
+                         "[--study-localities N,N,...] [--study-per-locality N]\n";
             return 2;
         }
     }
-    if (o.rows == 0 || o.per_locality == 0) die("rows and per-locality must be > 0");
+    if (o.rows == 0 || o.per_locality == 0 || o.study_per_locality == 0)
+        die("rows, per-locality and study-per-locality must be > 0");
+    for (std::size_t n : o.study_localities)
+        if (n == 0) die("study-localities must be > 0");
 
     Progress progress;
     const std::string load_before = load_average();
     std::printf("raw = %zu bytes a row: time 8 + value 8 + weight 8 + locality index 4 + kind "
                 "id 4 + source id 4; interned strings (locality ids, kinds, sources) once\n",
                 raw_row_bytes);
-    std::printf("%-40s %10s %10s %8s %8s %s\n", "what", "ewsd MiB", "raw MiB", "ratio",
+    std::printf("%-44s %10s %10s %8s %8s %s\n", "what", "ewsd MiB", "raw MiB", "ratio",
                 "target", "result");
     std::fflush(stdout);
 
     bool pass = true;
     nlohmann::json results = nlohmann::json::array();
-    auto run = [&](std::size_t rows) {
+    std::vector<ews::bench::ResultRow> table;
+    auto run = [&](std::size_t rows, std::size_t per_locality, bool study) {
         const auto t0 = Clock::now();
-        nlohmann::json r = measure_in_child(rows, o.per_locality, progress);
+        nlohmann::json r = measure_in_child(rows, per_locality, progress);
         if (r.is_null()) die("the measurement of " + std::to_string(rows) + " rows failed");
         const bool ok = r["pass"].get<bool>();
         pass = pass && ok;
+        const std::size_t localities = r["localities"].get<std::size_t>();
+        r["what"] = study ? "resident memory, " + ews::bench::short_count(localities) +
+                                " localities x " + std::to_string(per_locality) + " rows"
+                          : "resident memory, " + ews::bench::short_count(rows) + " observations";
+        r["study"] = study;
         print_row(r, !ok || o.split);
         std::fflush(stdout);
         results.push_back(r);
+
+        ews::bench::ResultRow row;
+        row.what = r["what"].get<std::string>() + (study ? " (scale study)" : "");
+        row.ewsd = r["ewsd_bytes"].get<double>() / 1e6;
+        row.reference = r["raw_bytes"].get<double>() / 1e6;
+        row.reference_name = "raw bytes of the observation columns (36 B a row) + strings once";
+        row.unit = "MB";
+        row.ratio = r["ratio"].get<double>();
+        row.ratio_name = "memory ewsd / raw";
+        row.target = "<= 2";
+        row.pass = ok;
+        row.runs = 1;
+        row.data_rows = double(rows);
+        if (study) {
+            row.scale = double(localities);
+            row.study = true;
+            row.cost = "resident memory (" + std::to_string(per_locality) + " rows a locality)";
+        }
+        table.push_back(row);
         return std::chrono::duration<double>(Clock::now() - t0).count();
     };
-    const double first_s = run(o.rows);
+    const double first_s = run(o.rows, o.per_locality, false);
     if (o.larger > o.rows) {
         const double expected_s = first_s * double(o.larger) / double(o.rows);
         if (expected_s <= o.larger_budget_s)
-            run(o.larger);
+            run(o.larger, o.per_locality, false);
         else
             std::printf("(%zu observations skipped: expected %.1f s, over the %.1f s budget)\n",
                         o.larger, expected_s, o.larger_budget_s);
+    }
+
+    if (o.scale_study) {
+        std::printf("scale study: the same %zu rows a locality at each size\n",
+                    o.study_per_locality);
+        for (std::size_t localities : o.study_localities)
+            run(localities * o.study_per_locality, o.study_per_locality, true);
     }
 
     const std::string load_after = load_average();
@@ -425,6 +486,7 @@ int main(int argc, char** argv) {
         {"load_average_before", load_before},
         {"load_average_after", load_after},
         {"results", results},
+        {"rows", ews::bench::rows_json(table)},
         {"pass", pass}};
     std::error_code ec;
     fs::create_directories(EWS_BENCH_RESULTS_DIR, ec);
