@@ -528,7 +528,9 @@ TEST_CASE("metrics server answers a request head over 8 KiB 431", "[metrics]") {
     REQUIRE(served.ask("GET /metrics HTTP/1.1\r\nX-Pad: " + std::string(20000, 'b')).status_line ==
             "HTTP/1.1 431 Request Header Fields Too Large");
     // Empty lines before the request line are skipped but count: 8200 of them exceed 8192.
-    REQUIRE(served.ask(std::string(8200, '\n') + "GET /metrics HTTP/1.1\r\n\r\n").status_line ==
+    std::string blank_lines(8200, '\n');
+    blank_lines += "GET /metrics HTTP/1.1\r\n\r\n";
+    REQUIRE(served.ask(blank_lines).status_line ==
             "HTTP/1.1 431 Request Header Fields Too Large");
     REQUIRE(served.snapshots == 1);
 }
