@@ -157,6 +157,16 @@ public:
           zap_(make_zap_handler(context_, config)),
           publisher_(context_, config.publish) {
         log_plugins(pipeline_.config(), pipeline_.plugins());
+        if (!options_.once) {
+            try {
+                checkpointer_ = std::make_unique<WalCheckpointer>(pipeline_.store().file(),
+                                                                  std::chrono::seconds(1));
+                pipeline_.store().set_autocheckpoint(0);
+            } catch (const StoreError& e) {
+                checkpointer_.reset();
+                spdlog::warn("{}; the WAL is checkpointed on the event loop instead", e.what());
+            }
+        }
         for (const auto& e : config.publish) started_seq_[e.name] = pipeline_.last_seq(e.name);
         auto certificate = [](const CurveKeys& keys) {
             return keys.enabled() ? std::optional(curve::read_certificate(keys.secret_key_file)) : std::nullopt;
@@ -248,11 +258,18 @@ private:
     // the alert lifecycle skips an evaluation at or before the last (alerting.hpp, advance()
     // step 0), so a second evaluation within one second (a reload right after the timer, the
     // wall clock set back) would otherwise lose its changes.
-    TimePoint evaluation_time() {
+    // An incremental evaluation within the second of the last one keeps that second: the
+    // pipeline assesses the changed localities not yet evaluated at it and keeps the others
+    // for the next second (Pipeline::evaluate), so new data elsewhere is not held back. A
+    // full evaluation, and any evaluation while the wall clock is set back by more than a
+    // second, take the next second.
+    TimePoint evaluation_time(bool full) {
         TimePoint t = now();
         if (!options_.at) {
-            if (last_evaluation_ && t <= *last_evaluation_)
-                t = *last_evaluation_ + std::chrono::seconds(1);
+            if (last_evaluation_ && t <= *last_evaluation_) {
+                const bool set_back = *last_evaluation_ - t > std::chrono::seconds(1);
+                t = *last_evaluation_ + std::chrono::seconds(full || set_back ? 1 : 0);
+            }
             last_evaluation_ = t;
         }
         return t;
@@ -260,9 +277,9 @@ private:
 
     // Whether the loop's next evaluation waits for the wall clock, so that the evaluation clock
     // (and the "at" of every event) runs at most a second ahead of it. Evaluations of changed
-    // data go ahead within the second of the last evaluation (stamped a second later, see
+    // data go ahead within the second of the last evaluation (stamped with that second, see
     // evaluation_time(), so that new data is not kept waiting) and wait only while the last one
-    // is already ahead: a stream of ingests would otherwise carry the clock ever further. The
+    // is already ahead (after a full evaluation, stamped a second later). The
     // timer's full evaluations wait until the wall clock has passed the last one, which brings
     // the evaluation clock back onto it. A wall clock set back by more than a second is not
     // waited for.
@@ -286,17 +303,21 @@ private:
     // clock has caught up (see must_wait(); the loop wakes for it).
     void evaluate_changed() {
         changed_waiting_ = false;
+        deferred_waiting_ = false;
         if (pipeline_.engine().dirty_count() == 0) return;  // e.g. a full evaluation took them
         if (must_wait(false)) {
             changed_waiting_ = true;
             return;
         }
         evaluate(false);
+        // Localities already evaluated in this second stay marked: the loop wakes for them
+        // when the wall clock has passed it.
+        deferred_waiting_ = !options_.at && pipeline_.engine().dirty_count() > 0;
     }
 
     void evaluate(bool full) {
         try {
-            auto rows = pipeline_.evaluate(evaluation_time(), full);
+            auto rows = pipeline_.evaluate(evaluation_time(full), full);
             for (const auto& row : rows) {
                 publisher_.send(row);
                 last_sent_[row.endpoint] = row.seq;
@@ -644,8 +665,11 @@ private:
                 evaluate_changed();
             }
             if (changed_waiting_) evaluate_changed();  // waits again until the wall clock caught up
+            if (deferred_waiting_ && last_evaluation_ && wall_now() > *last_evaluation_)
+                evaluate_changed();
             auto wake = std::min({next_hb, next_eval, next_retention, polling_spool ? next_scan : next_eval});
             if (changed_waiting_) wake = std::min(wake, wait_until(false));
+            if (deferred_waiting_) wake = std::min(wake, wait_until(true));
             if (spool_retry_at_) wake = std::min(wake, *spool_retry_at_);
             if (watchdog_usec) wake = std::min(wake, next_watchdog);
             items.resize(fixed_items);
@@ -724,6 +748,11 @@ private:
     std::optional<ControlServer> control_;
     std::optional<TimePoint> last_evaluation_;  // on the wall clock only (evaluation_time())
     bool changed_waiting_ = false;              // changes wait for the wall clock (evaluate_changed())
+    bool deferred_waiting_ = false;             // changes wait for the second after the last evaluation
+    // Checkpoints the WAL off the event loop (a running daemon only; null when it could not
+    // open its connection, and SQLite's automatic checkpoint then stays on). Declared after
+    // pipeline_, so it stops before the store closes.
+    std::unique_ptr<WalCheckpointer> checkpointer_;
     struct ReloadResult {
         TimePoint at{};
         bool ok = true;

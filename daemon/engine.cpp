@@ -377,6 +377,8 @@ void Engine::clear_dirty() {
     impl_->dirty_list.clear();
 }
 
+std::vector<std::uint32_t> Engine::dirty() const { return impl_->dirty_list; }
+
 void Engine::mark_dirty(std::size_t index) {
     if (index < impl_->localities.size()) impl_->mark_dirty(static_cast<std::uint32_t>(index));
 }

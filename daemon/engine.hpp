@@ -67,6 +67,8 @@ public:
     void clear_dirty();
     // Marks locality `index` dirty (its state must be looked at again, e.g. a silence ended).
     void mark_dirty(std::size_t index);
+    // Indices of the localities marked dirty, in no order.
+    std::vector<std::uint32_t> dirty() const;
 
     // Assesses localities (all, or only dirty ones) with each plugin at `now`, through
     // guarded_assess with options.budget. Plugin-major: every selected locality is assessed

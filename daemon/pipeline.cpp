@@ -234,6 +234,28 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
     auto started = std::chrono::steady_clock::now();
     std::vector<std::string> names;
     for (const auto& p : plugins_.loaded) names.push_back(p.name());
+    // The alert lifecycle takes one evaluation a second per locality (advance() skips one at
+    // or before the last). An incremental evaluation within the second of the last one
+    // (App::evaluation_time) assesses the changed localities not yet evaluated at `now` and
+    // leaves the others marked, for the caller's next evaluation a second later.
+    struct Remark {
+        Engine& engine;
+        std::vector<std::uint32_t> later;
+        ~Remark() {
+            for (std::uint32_t i : later) engine.mark_dirty(i);
+        }
+    } remark{engine_, {}};
+    if (!full) {
+        std::vector<std::uint32_t> dirty = engine_.dirty();
+        engine_.clear_dirty();
+        for (std::uint32_t i : dirty) {
+            auto it = states_.find(engine_.locality(i).id);
+            if (it != states_.end() && it->second.evaluated_at && *it->second.evaluated_at >= now)
+                remark.later.push_back(i);
+            else
+                engine_.mark_dirty(i);
+        }
+    }
     auto results = engine_.evaluate(plugins_.loaded, now, !full, evaluation_options());
     const auto failing = review_plugin_faults(engine_.last_call_stats());
 

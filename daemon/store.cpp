@@ -9,13 +9,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <thread>
 #include <utility>
@@ -1489,6 +1492,74 @@ RetentionResult Store::apply_retention(TimePoint now, std::optional<std::chrono:
     }
     tx->commit();
     return out;
+}
+
+void Store::set_autocheckpoint(int pages) {
+    if (pages < 0) pages = 0;
+    // sqlite3_wal_autocheckpoint(db, 0) turns it off; the pragma and the call are the same.
+    if (sqlite3_wal_autocheckpoint(db_, pages) != SQLITE_OK)
+        throw StoreError(where("setting wal_autocheckpoint") + ": " + sqlite3_errmsg(db_));
+}
+
+struct WalCheckpointer::Impl {
+    std::filesystem::path file;
+    std::chrono::milliseconds interval;
+    sqlite3* db = nullptr;
+    std::mutex mutex;
+    std::condition_variable wake;
+    bool stop = false;
+    std::atomic<std::uint64_t> runs{0};
+    std::thread thread;
+
+    void loop() {
+        std::unique_lock lock(mutex);
+        bool warned = false;
+        while (!wake.wait_for(lock, interval, [this] { return stop; })) {
+            lock.unlock();
+            int wal_pages = 0, copied = 0;
+            const int rc = sqlite3_wal_checkpoint_v2(db, "main", SQLITE_CHECKPOINT_PASSIVE,
+                                                     &wal_pages, &copied);
+            // SQLITE_BUSY: another checkpoint (a closing connection, `ewsctl backup`) is
+            // running; the next interval tries again.
+            if (rc != SQLITE_OK && rc != SQLITE_BUSY && !warned) {
+                spdlog::warn("{}: WAL checkpoint failed: {} (tried again every {} ms)",
+                             file.string(), sqlite3_errmsg(db), interval.count());
+                warned = true;
+            } else if (rc == SQLITE_OK) {
+                warned = false;
+                runs.fetch_add(1, std::memory_order_relaxed);
+            }
+            lock.lock();
+        }
+    }
+};
+
+WalCheckpointer::WalCheckpointer(const std::filesystem::path& file,
+                                 std::chrono::milliseconds interval)
+    : impl_(std::make_unique<Impl>()) {
+    impl_->file = file;
+    impl_->interval = std::max(interval, std::chrono::milliseconds(1));
+    if (sqlite3_open_v2(file.c_str(), &impl_->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        nullptr) != SQLITE_OK) {
+        std::string text = impl_->db ? sqlite3_errmsg(impl_->db) : "out of memory";
+        sqlite3_close(impl_->db);
+        throw StoreError(file.string() + ": cannot open a connection for checkpoints: " + text);
+    }
+    impl_->thread = std::thread([impl = impl_.get()] { impl->loop(); });
+}
+
+WalCheckpointer::~WalCheckpointer() {
+    {
+        std::lock_guard lock(impl_->mutex);
+        impl_->stop = true;
+    }
+    impl_->wake.notify_all();
+    if (impl_->thread.joinable()) impl_->thread.join();
+    sqlite3_close(impl_->db);
+}
+
+std::uint64_t WalCheckpointer::checkpoints() const {
+    return impl_->runs.load(std::memory_order_relaxed);
 }
 
 }  // namespace ews

@@ -174,13 +174,17 @@ def main():
 
         # Recovery: the daemon finishes what is left in the spool, then stops cleanly.
         ws.start()
+        # Started first: a SIGTERM before the daemon has blocked it ends the process by the
+        # signal's default action, which is not what this checks.
+        check(ws.wait_log(" started: "), "ewsd starts again after the kills")
         deadline = time.time() + 60
         while time.time() < deadline and ws.daemon.poll() is None:
             if not [n for n in os.listdir(ws.spool) if n.endswith(".csv") and not n.startswith(".")]:
                 break
             time.sleep(0.2)
         rc, _ = ws.stop()
-        check(rc == 0, "after the kills ewsd finishes the spool and stops cleanly")
+        check(rc == 0, "after the kills ewsd finishes the spool and stops cleanly (status %s): %s"
+              % (rc, ws.log_text()[-1500:] if rc != 0 else ""))
         counts = verify(ws, files, "at the end", final=True)
         check(counts["done"] == len(files),
               "every file is in done/ with all its rows stored exactly once (%d files)" % len(files))

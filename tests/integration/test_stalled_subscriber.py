@@ -229,9 +229,11 @@ def run(plugins, stalled):
             # Reading at last: what the daemon held for the stalled subscriber arrives.
             late = []
             deadline = time.monotonic() + 30
+            # A pause in the flow (a loaded machine, the connection's window reopening) is not a
+            # drop: only the 30 s deadline ends the wait for seq N.
             while time.monotonic() < deadline and (not late or late[-1]["seq"] < N):
-                if not stuck.poll(2000):
-                    break
+                if not stuck.poll(1000):
+                    continue
                 topic, payload = stuck.recv_multipart()
                 if topic != b"hb/":
                     late.append(json.loads(payload))
