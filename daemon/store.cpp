@@ -1525,7 +1525,7 @@ struct WalCheckpointer::Impl {
                 spdlog::warn("{}: WAL checkpoint failed: {} (tried again every {} ms)",
                              file.string(), sqlite3_errmsg(db), interval.count());
                 warned = true;
-            } else if (rc == SQLITE_OK) {
+            } else if (rc == SQLITE_OK && wal_pages >= 0) {
                 warned = false;
                 runs.fetch_add(1, std::memory_order_relaxed);
             }
@@ -1544,6 +1544,23 @@ WalCheckpointer::WalCheckpointer(const std::filesystem::path& file,
         std::string text = impl_->db ? sqlite3_errmsg(impl_->db) : "out of memory";
         sqlite3_close(impl_->db);
         throw StoreError(file.string() + ": cannot open a connection for checkpoints: " + text);
+    }
+    // A connection that has not read the database yet does not know it is in WAL mode, and
+    // its checkpoints would do nothing: asking for the mode reads the header and opens the WAL.
+    sqlite3_busy_timeout(impl_->db, 5000);
+    std::string mode;
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(impl_->db, "PRAGMA journal_mode", -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+        if (const unsigned char* text = sqlite3_column_text(stmt, 0))
+            mode = reinterpret_cast<const char*>(text);
+    }
+    sqlite3_finalize(stmt);
+    if (mode != "wal") {
+        std::string text = mode.empty() ? std::string(sqlite3_errmsg(impl_->db))
+                                        : "the journal mode is '" + mode + "', not 'wal'";
+        sqlite3_close(impl_->db);
+        throw StoreError(file.string() + ": no checkpoints from a second connection: " + text);
     }
     impl_->thread = std::thread([impl = impl_.get()] { impl->loop(); });
 }

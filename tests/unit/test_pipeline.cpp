@@ -298,3 +298,43 @@ TEST_CASE("a crash marker for a file replaced since quarantines nothing", "[pipe
     CHECK(p.plugins().quarantined.empty());
     CHECK(quarantine_events(p.evaluate(*parse_time("2026-03-02"), true), "all").empty());
 }
+
+TEST_CASE("an incremental evaluation in the second of the last one takes only new localities",
+          "[pipeline]") {
+    TempDir tmp;
+    const Config config = make_config(tmp.path);
+    fs::create_directories(config.state_dir);
+    {
+        Store store(config.state_dir / "ewsd.db");
+        store.upsert_localities({{"A", "Alpha", "N/N1", 100.0, {"B"}},
+                                 {"B", "Beta", "S/S1", std::nullopt, {"A"}},
+                                 {"C", "Gamma", "S/S1", std::nullopt, {}}});
+    }
+    const auto t0 = *parse_time("2026-03-01T12:00:00Z");
+    write(tmp.path / "high.csv",
+          "locality,time,kind,value\nA,2026-02-27,test.signal,9\nB,2026-02-27,test.signal,9\n");
+    write(tmp.path / "more.csv",
+          "locality,time,kind,value\nA,2026-02-28,test.signal,0\nC,2026-02-28,test.signal,9\n");
+
+    Pipeline p(config);
+    CHECK(p.evaluate(t0, true).empty());  // every locality evaluated at t0, nothing to say
+    const auto t1 = t0 + std::chrono::seconds(1);
+    REQUIRE(p.ingest(tmp.path / "high.csv", t1).committed);
+    CHECK(events_of(p.evaluate(t1, false), "all") ==
+          std::vector<std::string>{"A:raised:critical", "B:raised:critical"});
+    CHECK(p.engine().dirty_count() == 0);
+
+    // New data in the same second: C, last evaluated at t0, goes ahead at t1; A (and B, its
+    // neighbour) were evaluated at t1 already and stay marked for the next second.
+    REQUIRE(p.ingest(tmp.path / "more.csv", t1).committed);
+    CHECK(events_of(p.evaluate(t1, false), "all") == std::vector<std::string>{"C:raised:critical"});
+    CHECK(p.engine().dirty_count() == 2);
+    // Still the same second: nothing more, nothing lost.
+    CHECK(p.evaluate(t1, false).empty());
+    CHECK(p.engine().dirty_count() == 2);
+
+    // The next second takes them.
+    CHECK(events_of(p.evaluate(t1 + std::chrono::seconds(1), false), "all") ==
+          std::vector<std::string>{"A:resolved:none"});
+    CHECK(p.engine().dirty_count() == 0);
+}

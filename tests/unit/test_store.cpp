@@ -1154,3 +1154,41 @@ TEST_CASE("reading a closed database for stats, check or backup leaves no files 
     Store::backup_database(dir.db(), dir.path / "copy.db");
     CHECK(entries(dir.path) == std::set<std::string>{"copy.db", "ewsd.db"});
 }
+
+TEST_CASE("a WalCheckpointer copies the WAL into the database from its own thread", "[store]") {
+    TempDir tmp;
+    const fs::path file = tmp.path / "ewsd.db";
+    Store store(file);
+    store.set_autocheckpoint(0);
+    std::vector<Locality> localities;
+    for (int i = 0; i < 200; ++i) localities.push_back({"L" + std::to_string(i), "x", "R/R1", std::nullopt, {}});
+    store.upsert_localities(localities);
+    std::vector<Observation> rows;
+    const auto t0 = *parse_time("2026-01-01");
+    for (int i = 0; i < 200; ++i)
+        for (int d = 0; d < 100; ++d)
+            rows.push_back({"L" + std::to_string(i), t0 + std::chrono::days(d), "school.enrolled",
+                            double(d), 1.0, "emis"});
+    store.commit_observations(rows, IngestRecord{"digest-1", "rows.csv", std::int64_t(rows.size()), 0, "done", t0});
+    // With the automatic checkpoint off, the rows are in the WAL only.
+    const auto before = fs::file_size(file);
+    REQUIRE(fs::file_size(file.string() + "-wal") > before);
+
+    {
+        WalCheckpointer checkpointer(file, std::chrono::milliseconds(20));
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (checkpointer.checkpoints() == 0 && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        CHECK(checkpointer.checkpoints() > 0);
+    }
+    CHECK(fs::file_size(file) > before + 100000);  // 20k rows copied into the database file
+
+    // It stops promptly whatever its interval.
+    const auto started = std::chrono::steady_clock::now();
+    { WalCheckpointer idle(file, std::chrono::hours(1)); }
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(5));
+
+    // A file that does not exist is refused, not created.
+    CHECK_THROWS_AS(WalCheckpointer(tmp.path / "none.db", std::chrono::seconds(1)), StoreError);
+    CHECK_FALSE(fs::exists(tmp.path / "none.db"));
+}
