@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <cerrno>
 #include <charconv>
@@ -16,6 +19,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -487,16 +491,30 @@ std::optional<FieldProblem> validate_observation(const ObservationText& text,
 
 // One row per line, bounded by the shortest possible row (~20 bytes) so that a file of
 // empty lines cannot make this reserve more than a few times the file's size.
-void reserve_rows(std::vector<Observation>& rows, std::string_view content) {
+void reserve_rows(std::vector<Observation>& rows, std::string_view content,
+                  const RowChunks* chunks) {
+    if (chunks) {
+        rows.reserve(chunks->rows);
+        return;
+    }
     rows.reserve(std::min<std::size_t>(
         static_cast<std::size_t>(std::count(content.begin(), content.end(), '\n')),
         content.size() / 20));
 }
 
+// Hands `rows` to the chunk sink once a chunk has accumulated.
+// Returns: false when the sink asks parsing to stop.
+bool hand_over(std::vector<Observation>& rows, const RowChunks* chunks) {
+    if (!chunks || rows.size() < chunks->rows) return true;
+    const bool go_on = chunks->sink(rows);
+    rows.clear();
+    return go_on;
+}
+
 }  // namespace
 
 ObservationParse parse_observations_csv(std::string_view content, const std::string& file,
-                                        const ObservationRules& rules) {
+                                        const ObservationRules& rules, const RowChunks* chunks) {
     ObservationParse out;
     CsvReader reader(content);
     CsvRow row;
@@ -512,7 +530,7 @@ ObservationParse parse_observations_csv(std::string_view content, const std::str
     }
     const std::size_t columns = row.count;
     const TimePoint latest = rules.now + rules.future_tolerance;
-    reserve_rows(out.rows, content);
+    reserve_rows(out.rows, content, chunks);
 
     ObservationText text{};
     while (reader.next(row)) {
@@ -530,6 +548,7 @@ ObservationParse parse_observations_csv(std::string_view content, const std::str
             continue;
         }
         out.rows.push_back(std::move(o));
+        if (!hand_over(out.rows, chunks)) break;
     }
     return out;
 }
@@ -734,12 +753,13 @@ std::string allowed_observation_keys() {
 }  // namespace
 
 ObservationParse parse_observations_jsonl(std::string_view content, const std::string& file,
-                                          const ObservationRules& rules) {
+                                          const ObservationRules& rules,
+                                          const RowChunks* chunks) {
     ObservationParse out;
     if (content.substr(0, 3) == "\xEF\xBB\xBF") content.remove_prefix(3);
     const TimePoint latest = rules.now + rules.future_tolerance;
     const std::string allowed = allowed_observation_keys();
-    reserve_rows(out.rows, content);
+    reserve_rows(out.rows, content, chunks);
     FlatObjectSax sax;
     std::vector<MemberPlace> places;
 
@@ -867,6 +887,7 @@ ObservationParse parse_observations_jsonl(std::string_view content, const std::s
             continue;
         }
         out.rows.push_back(std::move(o));
+        if (!hand_over(out.rows, chunks)) return out;
     }
     if (out.data_rows == 0)
         out.errors.push_back({file, 1, 0, "empty file, expected one JSON object per line"});
@@ -874,9 +895,10 @@ ObservationParse parse_observations_jsonl(std::string_view content, const std::s
 }
 
 ObservationParse parse_observations(std::string_view content, const std::string& file,
-                                    IngestFormat format, const ObservationRules& rules) {
-    return format == IngestFormat::jsonl ? parse_observations_jsonl(content, file, rules)
-                                         : parse_observations_csv(content, file, rules);
+                                    IngestFormat format, const ObservationRules& rules,
+                                    const RowChunks* chunks) {
+    return format == IngestFormat::jsonl ? parse_observations_jsonl(content, file, rules, chunks)
+                                         : parse_observations_csv(content, file, rules, chunks);
 }
 
 std::string_view to_string(IngestFormat format) {
@@ -1028,41 +1050,166 @@ bool read_whole_file(const std::filesystem::path& file, std::string& content, st
 
 }  // namespace
 
+namespace {
+
+// Parts of a parse handed from the parsing thread to the storing one.
+class ChunkQueue {
+public:
+    void push(std::vector<Observation>&& rows) {
+        {
+            std::lock_guard lock(mutex_);
+            chunks_.push_back(std::move(rows));
+        }
+        ready_.notify_one();
+    }
+    void close() {
+        {
+            std::lock_guard lock(mutex_);
+            closed_ = true;
+        }
+        ready_.notify_one();
+    }
+    // Returns: the next part, or nullopt once the queue is closed and empty.
+    std::optional<std::vector<Observation>> pop() {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [this] { return !chunks_.empty() || closed_; });
+        if (chunks_.empty()) return std::nullopt;
+        auto rows = std::move(chunks_.front());
+        chunks_.pop_front();
+        return rows;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable ready_;
+    std::deque<std::vector<Observation>> chunks_;
+    bool closed_ = false;
+};
+
+IngestRecord record_of(const IngestOutcome& out, const std::string& digest, std::size_t accepted) {
+    IngestRecord record;
+    record.digest = digest;
+    record.name = out.file;
+    record.accepted = static_cast<std::int64_t>(accepted);
+    record.rejected = static_cast<std::int64_t>(out.data_rows - accepted);
+    record.status = out.errors.empty() ? "done" : "partial";
+    record.at = wall_now();
+    return record;
+}
+
+// ingest_content of a large file: the rows are parsed on another thread and handed over in
+// parts; while the parts arrive in key order (a file exported in the table's order) each is
+// written at once, so parsing and writing overlap; from the first part out of order on, the
+// rest is kept and written sorted at the end, as commit_observations would. The digest runs
+// on a third thread and is checked as soon as it is ready: a duplicate stops the parse and
+// rolls back what was written. Rows refused by the policy roll back the same way.
+IngestOutcome ingest_overlapped(std::string_view content, IngestOutcome out, IngestFormat format,
+                                Store& store, const ObservationRules& rules,
+                                RejectPolicy policy) {
+    auto pending_digest =
+        std::async(std::launch::async, [content] { return content_digest(content); });
+    ChunkQueue queue;
+    std::atomic<bool> stop{false};
+    RowChunks chunks;
+    chunks.rows = 32768;
+    chunks.sink = [&](std::vector<Observation>& rows) {
+        queue.push(std::move(rows));
+        return !stop.load(std::memory_order_relaxed);
+    };
+    auto parsing = std::async(std::launch::async, [&] {
+        // The queue closes however the parse ends, so the loop below always ends.
+        struct Closer {
+            ChunkQueue& q;
+            ~Closer() { q.close(); }
+        } closer{queue};
+        return parse_observations(content, out.file, format, rules, &chunks);
+    });
+    // Stops the parse before leaving by an exception (the futures' destructors wait for it).
+    struct Stopper {
+        std::atomic<bool>& stop;
+        ~Stopper() { stop = true; }
+    } stopper{stop};
+
+    Store::ObservationWriter writer(store);
+    std::vector<Observation> rows;
+    rows.reserve(std::min<std::size_t>(
+        static_cast<std::size_t>(std::count(content.begin(), content.end(), '\n')),
+        content.size() / 20));
+    std::size_t written = 0;  // rows[0, written) are in the transaction already
+    bool in_order = true;
+    std::string digest;
+    bool digest_checked = false;
+    auto check_digest = [&] {
+        digest = pending_digest.get();
+        digest_checked = true;
+        if (!store.ingest_seen(digest)) return false;
+        stop = true;
+        return true;
+    };
+    auto take = [&](std::vector<Observation>&& part) {
+        const std::size_t first = rows.size();
+        rows.insert(rows.end(), std::make_move_iterator(part.begin()),
+                    std::make_move_iterator(part.end()));
+        if (!in_order) return;
+        for (std::size_t i = std::max<std::size_t>(first, 1); i < rows.size() && in_order; ++i)
+            in_order = !key_less(rows[i], rows[i - 1]);
+        if (!in_order) return;
+        writer.write(std::span<const Observation>(rows).subspan(written));
+        written = rows.size();
+    };
+    bool duplicate = false;
+    while (auto part = queue.pop()) {
+        if (duplicate) continue;  // drain what the parser had queued before it stopped
+        if (!digest_checked &&
+            pending_digest.wait_for(std::chrono::seconds(0)) == std::future_status::ready)
+            duplicate = check_digest();
+        if (!duplicate) take(std::move(*part));
+    }
+    ObservationParse parsed = parsing.get();
+    if (!digest_checked) duplicate = check_digest();
+    if (duplicate) {
+        out.duplicate = true;
+        return out;  // the writer rolls back
+    }
+    if (!parsed.rows.empty()) take(std::move(parsed.rows));
+    out.errors = std::move(parsed.errors);
+    out.data_rows = parsed.data_rows;
+    if (!out.errors.empty() && (policy == RejectPolicy::reject_file || rows.empty()))
+        return out;  // the writer rolls back
+    if (written < rows.size()) {
+        const auto rest = std::span<const Observation>(rows).subspan(written);
+        writer.write(rest, key_order(rest));
+    }
+    writer.commit(record_of(out, digest, rows.size()));
+    out.committed = true;
+    out.rows = std::move(rows);
+    return out;
+}
+
+}  // namespace
+
 IngestOutcome ingest_content(std::string_view content, const std::string& name,
                              IngestFormat format, Store& store, const ObservationRules& rules,
                              RejectPolicy policy) {
     IngestOutcome out;
     out.file = name;
-    // The digest (a tenth of a large ingest) runs on another core while this one parses;
-    // a duplicate is rare, so parsing it for nothing costs less than waiting every time.
+    // From this size on, parsing overlaps the digest and the writing (ingest_overlapped).
     constexpr std::size_t parallel_from = 1 << 20;
-    std::future<std::string> pending_digest;
-    std::string digest;
     if (content.size() >= parallel_from)
-        pending_digest = std::async(std::launch::async, [content] { return content_digest(content); });
-    else
-        digest = content_digest(content);
-    ObservationParse parsed = parse_observations(content, out.file, format, rules);
-    if (pending_digest.valid()) digest = pending_digest.get();
+        return ingest_overlapped(content, std::move(out), format, store, rules, policy);
+    const std::string digest = content_digest(content);
     if (store.ingest_seen(digest)) {
         out.duplicate = true;
         return out;
     }
+    ObservationParse parsed = parse_observations(content, out.file, format, rules);
     out.errors = std::move(parsed.errors);
     out.data_rows = parsed.data_rows;
     // Nothing is committed when the policy refuses any error, or when no row at all is
     // usable (a file refused as a whole: empty, unknown column, every row bad).
     if (!out.errors.empty() && (policy == RejectPolicy::reject_file || parsed.rows.empty()))
         return out;
-
-    IngestRecord record;
-    record.digest = digest;
-    record.name = out.file;
-    record.accepted = static_cast<std::int64_t>(parsed.rows.size());
-    record.rejected = static_cast<std::int64_t>(out.data_rows - parsed.rows.size());
-    record.status = out.errors.empty() ? "done" : "partial";
-    record.at = wall_now();
-    store.commit_observations(parsed.rows, record);
+    store.commit_observations(parsed.rows, record_of(out, digest, parsed.rows.size()));
     out.committed = true;
     out.rows = std::move(parsed.rows);
     return out;

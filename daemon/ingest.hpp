@@ -46,11 +46,22 @@ struct ObservationRules {
     std::chrono::seconds future_tolerance{86400};
 };
 
+// Hands parsed rows over in parts while parsing goes on (ingest_content stores the first
+// parts while the rest is parsed on another core). Each time `rows` have accumulated, `sink`
+// is called with them; it takes what it wants (e.g. moves them out) and the parser clears
+// the vector. Rows parsed after the last call are left in ObservationParse::rows. Returns
+// false to stop parsing early: data_rows and errors then cover only what was read.
+struct RowChunks {
+    std::size_t rows = 65536;
+    std::function<bool(std::vector<Observation>& rows)> sink;
+};
+
 // CSV with header `locality,time,kind,value,weight,source` (columns in any order; weight
 // optional, default 1; source optional, default "unknown"). Accepts a UTF-8 BOM, CRLF line
 // ends and RFC 4180 quoting. Unknown column: the whole file is rejected (error at line 1).
 ObservationParse parse_observations_csv(std::string_view content, const std::string& file,
-                                        const ObservationRules& rules);
+                                        const ObservationRules& rules,
+                                        const RowChunks* chunks = nullptr);
 
 // JSON Lines: one object per line with the CSV's keys (`locality`, `time`, `kind`, `value`
 // required; `weight`, `source` optional, null meaning not given). `value` and `weight` must
@@ -62,7 +73,8 @@ ObservationParse parse_observations_csv(std::string_view content, const std::str
 // a person may be ingested"), a duplicate key, a missing key or a bad field rejects that
 // line only. A file without any object is an error at line 1.
 ObservationParse parse_observations_jsonl(std::string_view content, const std::string& file,
-                                          const ObservationRules& rules);
+                                          const ObservationRules& rules,
+                                          const RowChunks* chunks = nullptr);
 
 // Longest JSON Lines line accepted (a longer one is rejected unparsed).
 inline constexpr std::size_t max_jsonl_line_bytes = 65536;
@@ -76,7 +88,8 @@ std::optional<IngestFormat> parse_ingest_format(std::string_view name);
 std::optional<IngestFormat> format_of(const std::filesystem::path& file);
 
 ObservationParse parse_observations(std::string_view content, const std::string& file,
-                                    IngestFormat format, const ObservationRules& rules);
+                                    IngestFormat format, const ObservationRules& rules,
+                                    const RowChunks* chunks = nullptr);
 
 // CSV with header `id,name,region,population,neighbours` (neighbours `;`-separated ids).
 LocalityParse parse_localities_csv(std::string_view content, const std::string& file);

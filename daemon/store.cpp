@@ -1006,59 +1006,86 @@ bool Store::ingest_seen(const std::string& digest) {
     return u.step();
 }
 
-std::size_t Store::commit_observations(const std::vector<Observation>& rows,
-                                       const IngestRecord& record) {
-    const std::string w = where("commit_observations");
-    auto& s = *st_;
-    Transaction tx(db_, s.begin, s.commit, s.rollback, w);
-    // Writing in key order turns random b-tree inserts into near-appends: several times
-    // faster once the table outgrows the page cache. The sort is stable, so of two rows with
-    // the same key the later one still wins.
+bool key_less(const Observation& x, const Observation& y) {
+    if (int c = x.locality.compare(y.locality)) return c < 0;
+    if (int c = x.kind.compare(y.kind)) return c < 0;
+    if (x.time != y.time) return x.time < y.time;
+    return x.source < y.source;
+}
+
+std::vector<std::uint32_t> key_order(std::span<const Observation> rows) {
     std::vector<std::uint32_t> order;
-    auto key_less = [&rows](std::uint32_t a, std::uint32_t b) {
-        const auto& x = rows[a];
-        const auto& y = rows[b];
-        if (int c = x.locality.compare(y.locality)) return c < 0;
-        if (int c = x.kind.compare(y.kind)) return c < 0;
-        if (x.time != y.time) return x.time < y.time;
-        return x.source < y.source;
-    };
-    if (rows.size() > 1 && rows.size() <= std::numeric_limits<std::uint32_t>::max()) {
-        order.resize(rows.size());
-        std::iota(order.begin(), order.end(), std::uint32_t{0});
-        if (std::is_sorted(order.begin(), order.end(), key_less))
-            order.clear();
-        else
-            std::stable_sort(order.begin(), order.end(), key_less);
-    }
-    {
-        Use u(s.upsert_observation, db_, w);
-        for (std::size_t n = 0; n < rows.size(); ++n) {
-            const std::size_t i = order.empty() ? n : order[n];
-            const auto& r = rows[i];
-            u.text(1, r.locality).text(2, r.kind).integer(3, to_unix(r.time)).text(4, r.source);
-            u.real(5, r.value).real(6, r.weight);
-            int rc = sqlite3_step(s.upsert_observation.get());
-            if (rc != SQLITE_DONE) {
-                std::string text = sqlite3_errmsg(db_);
-                if (rc == SQLITE_CONSTRAINT &&
-                    text.find("FOREIGN KEY") != std::string::npos)
-                    text = "unknown locality '" + r.locality + "' (" + text + ")";
-                throw StoreError(w + ": row " + std::to_string(i + 1) + " (" + r.locality + ", " +
-                                 r.kind + ", " + format_time(r.time) + ", " + r.source +
-                                 "): " + text);
-            }
-            sqlite3_reset(s.upsert_observation.get());
+    if (rows.size() < 2 || rows.size() > std::numeric_limits<std::uint32_t>::max()) return order;
+    auto less = [rows](std::uint32_t a, std::uint32_t b) { return key_less(rows[a], rows[b]); };
+    bool sorted = true;
+    for (std::size_t i = 1; i < rows.size() && sorted; ++i)
+        sorted = !key_less(rows[i], rows[i - 1]);
+    if (sorted) return order;
+    order.resize(rows.size());
+    std::iota(order.begin(), order.end(), std::uint32_t{0});
+    std::stable_sort(order.begin(), order.end(), less);
+    return order;
+}
+
+struct Store::ObservationWriter::Impl {
+    Impl(Store& store, const std::string& w)
+        : where(w), tx(store.db_, store.st_->begin, store.st_->commit, store.st_->rollback, where) {}
+    std::string where;  // before tx: tx keeps a reference to it
+    Transaction tx;
+    std::size_t written = 0;
+};
+
+Store::ObservationWriter::ObservationWriter(Store& store)
+    : store_(store), impl_(std::make_unique<Impl>(store, store.where("commit_observations"))) {}
+
+Store::ObservationWriter::~ObservationWriter() = default;
+
+void Store::ObservationWriter::write(std::span<const Observation> rows,
+                                     std::span<const std::uint32_t> order) {
+    auto& s = *store_.st_;
+    sqlite3* db = store_.db_;
+    const std::string& w = impl_->where;
+    Use u(s.upsert_observation, db, w);
+    const std::size_t count = order.empty() ? rows.size() : order.size();
+    for (std::size_t n = 0; n < count; ++n) {
+        const std::size_t i = order.empty() ? n : order[n];
+        const auto& r = rows[i];
+        u.text(1, r.locality).text(2, r.kind).integer(3, to_unix(r.time)).text(4, r.source);
+        u.real(5, r.value).real(6, r.weight);
+        int rc = sqlite3_step(s.upsert_observation.get());
+        if (rc != SQLITE_DONE) {
+            std::string text = sqlite3_errmsg(db);
+            if (rc == SQLITE_CONSTRAINT && text.find("FOREIGN KEY") != std::string::npos)
+                text = "unknown locality '" + r.locality + "' (" + text + ")";
+            throw StoreError(w + ": row " + std::to_string(impl_->written + i + 1) + " (" +
+                             r.locality + ", " + r.kind + ", " + format_time(r.time) + ", " +
+                             r.source + "): " + text);
         }
+        sqlite3_reset(s.upsert_observation.get());
     }
+    impl_->written += count;
+}
+
+std::size_t Store::ObservationWriter::commit(const IngestRecord& record) {
+    auto& s = *store_.st_;
     {
-        Use u(s.insert_ingest, db_, w);
+        Use u(s.insert_ingest, store_.db_, impl_->where);
         u.text(1, record.digest).text(2, record.name).integer(3, record.accepted);
         u.integer(4, record.rejected).text(5, record.status).integer(6, to_unix(record.at));
         u.run();
     }
-    tx.commit();
-    return rows.size();
+    impl_->tx.commit();
+    return impl_->written;
+}
+
+std::size_t Store::commit_observations(const std::vector<Observation>& rows,
+                                       const IngestRecord& record) {
+    ObservationWriter writer(*this);
+    // Writing in key order turns random b-tree inserts into near-appends: several times
+    // faster once the table outgrows the page cache. The sort is stable, so of two rows with
+    // the same key the later one still wins.
+    writer.write(rows, key_order(rows));
+    return writer.commit(record);
 }
 
 void Store::for_each_observation(const std::function<void(const Observation&)>& fn) {

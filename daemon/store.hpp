@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -122,6 +123,12 @@ struct BackupResult {
     std::vector<TableCount> tables;  // row counts in the backup, every table by name
 };
 
+// The order of the observations table's key: locality, kind, time, source.
+bool key_less(const Observation& a, const Observation& b);
+// Returns: the indices of `rows` sorted by key, stable (of rows with one key, the earlier
+// first); empty when `rows` are in key order already.
+std::vector<std::uint32_t> key_order(std::span<const Observation> rows);
+
 // Not thread-safe: one thread at a time uses a Store (the daemon's main thread). Two Store
 // objects on the same file, each used by its own thread or process, are fine.
 class Store {
@@ -153,6 +160,31 @@ public:
     // One transaction: upsert every row by its natural key (locality, kind, time, source)
     // and record the ingest. Rows must name known localities. Returns: rows written.
     std::size_t commit_observations(const std::vector<Observation>& rows, const IngestRecord& record);
+
+    // commit_observations in steps, for rows that arrive in parts: the transaction begins
+    // with the object, write() upserts rows, commit() records the ingest and commits.
+    // Dropping the object before commit() rolls everything back. Nothing else may use the
+    // Store while one is open, except ingest_seen().
+    class ObservationWriter {
+    public:
+        explicit ObservationWriter(Store& store);
+        ~ObservationWriter();
+        ObservationWriter(const ObservationWriter&) = delete;
+        ObservationWriter& operator=(const ObservationWriter&) = delete;
+
+        // Upserts rows[i] for each i of `order` in turn, or every row in turn when `order`
+        // is empty (key order is several times faster than any other). Of two rows with one
+        // key, the one written later wins. Rows must name known localities.
+        // Throws: StoreError; the object must then be dropped (which rolls back).
+        void write(std::span<const Observation> rows, std::span<const std::uint32_t> order = {});
+        // Records the ingest and commits. Returns: rows written.
+        std::size_t commit(const IngestRecord& record);
+
+    private:
+        Store& store_;
+        struct Impl;
+        std::unique_ptr<Impl> impl_;
+    };
     // Calls `fn` for every stored observation, ordered by locality, kind, time, source.
     void for_each_observation(const std::function<void(const Observation&)>& fn);
     std::int64_t observation_count();

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -731,5 +732,121 @@ TEST_CASE("formats are named by extension, and ingest dispatches on it", "[inges
                                      RejectPolicy::partial);
         CHECK_FALSE(as_csv.committed);
         CHECK_FALSE(as_csv.errors.empty());
+    }
+}
+
+namespace {
+
+// A CSV of `rows` rows over KE-001 and KE-002 (rules()' known localities), over 1 MiB from
+// about 20k rows, so that ingest_content parses it on another thread and writes it in parts.
+// In key order (locality, kind, time, source) unless `shuffled`; values are the row number.
+std::string large_csv(std::size_t rows, bool shuffled) {
+    std::vector<std::string> lines;
+    lines.reserve(rows);
+    const TimePoint start = *parse_time("2020-01-01T00:00:00Z");
+    for (std::size_t i = 0; i < rows; ++i) {
+        const char* locality = i < rows / 2 ? "KE-001" : "KE-002";
+        const std::size_t j = i % (rows / 2);
+        const TimePoint t = start + std::chrono::hours(1) * static_cast<long>(j);
+        lines.push_back(std::string(locality) + "," + format_time(t) +
+                        ",incident.armed_violence," + std::to_string(i % 97) +
+                        ",1,monitor-with-a-long-source-name\n");
+    }
+    if (shuffled) std::shuffle(lines.begin(), lines.end(), std::mt19937(7));
+    std::string out = header;
+    for (const auto& l : lines) out += l;
+    return out;
+}
+
+std::vector<Observation> stored(Store& store) {
+    std::vector<Observation> out;
+    store.for_each_observation([&](const Observation& o) { out.push_back(o); });
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a large file is parsed beside its writing and stores what a small one would",
+          "[ingest]") {
+    TempDir tmp;
+    Store store(tmp.path / "ews.db");
+    store.upsert_localities({{"KE-001", "Alpha", "KE/KE-03", 100.0, {}},
+                             {"KE-002", "Beta", "KE/KE-03", std::nullopt, {"KE-001"}}});
+    const std::size_t n = 30000;
+
+    SECTION("in key order, then the same bytes again") {
+        const std::string csv = large_csv(n, false);
+        REQUIRE(csv.size() > (1u << 20));
+        auto o = ingest_content(csv, "big.csv", IngestFormat::csv, store, rules(),
+                                RejectPolicy::partial);
+        CHECK(o.committed);
+        CHECK(o.errors.empty());
+        CHECK(o.data_rows == n);
+        REQUIRE(o.rows.size() == n);
+        CHECK(store.observation_count() == static_cast<std::int64_t>(n));
+        // Rows come back in file order, as a small file's do.
+        const auto expected = parse_observations_csv(csv, "big.csv", rules()).rows;
+        REQUIRE(expected.size() == n);
+        for (std::size_t i = 0; i < n; i += 997) {
+            CHECK(o.rows[i].locality == expected[i].locality);
+            CHECK(o.rows[i].time == expected[i].time);
+            CHECK(o.rows[i].value == expected[i].value);
+        }
+        auto again = ingest_content(csv, "big-again.csv", IngestFormat::csv, store, rules(),
+                                    RejectPolicy::partial);
+        CHECK(again.duplicate);
+        CHECK_FALSE(again.committed);
+        CHECK(store.observation_count() == static_cast<std::int64_t>(n));
+    }
+
+    SECTION("out of order, with a key repeated: the later row wins") {
+        std::string csv = large_csv(n, true);
+        csv += "KE-001,2020-01-01T00:00:00Z,incident.armed_violence,555,1,"
+               "monitor-with-a-long-source-name\n";
+        auto o = ingest_content(csv, "shuffled.csv", IngestFormat::csv, store, rules(),
+                                RejectPolicy::partial);
+        CHECK(o.committed);
+        CHECK(o.rows.size() == n + 1);
+        const auto rows = stored(store);
+        REQUIRE(rows.size() == n);
+        CHECK(rows.front().locality == "KE-001");
+        CHECK(rows.front().time == *parse_time("2020-01-01T00:00:00Z"));
+        CHECK(rows.front().value == 555);
+        CHECK(std::is_sorted(rows.begin(), rows.end(), key_less));
+    }
+
+    SECTION("in key order with a bad row at the end: reject_file writes nothing") {
+        std::string csv = large_csv(n, false) + "KE-002,not-a-time,incident.abduction,1,1,m\n";
+        auto refused = ingest_content(csv, "bad.csv", IngestFormat::csv, store, rules(),
+                                      RejectPolicy::reject_file);
+        CHECK_FALSE(refused.committed);
+        REQUIRE(refused.errors.size() == 1);
+        CHECK(refused.errors[0].line == n + 2);
+        CHECK(store.observation_count() == 0);
+        CHECK_FALSE(store.ingest_seen(content_digest(csv)));
+        // The same file under partial: every good row, and the refusal recorded.
+        auto partial = ingest_content(csv, "bad.csv", IngestFormat::csv, store, rules(),
+                                      RejectPolicy::partial);
+        CHECK(partial.committed);
+        CHECK(partial.errors.size() == 1);
+        CHECK(store.observation_count() == static_cast<std::int64_t>(n));
+    }
+
+    SECTION("JSON Lines take the same path") {
+        std::string jsonl;
+        for (std::size_t i = 0; i < n; ++i)
+            jsonl += "{\"locality\":\"KE-00" + std::to_string(1 + i * 2 / n) +
+                     "\",\"time\":\"" +
+                     format_time(*parse_time("2020-01-01T00:00:00Z") +
+                                 std::chrono::hours(1) * static_cast<long>(i % (n / 2))) +
+                     "\",\"kind\":\"incident.armed_violence\",\"value\":" + std::to_string(i % 7) +
+                     ",\"source\":\"monitor-with-a-long-source-name\"}\n";
+        REQUIRE(jsonl.size() > (1u << 20));
+        auto o = ingest_content(jsonl, "big.jsonl", IngestFormat::jsonl, store, rules(),
+                                RejectPolicy::partial);
+        CHECK(o.committed);
+        CHECK(o.errors.empty());
+        CHECK(o.rows.size() == n);
+        CHECK(store.observation_count() == static_cast<std::int64_t>(n));
     }
 }
