@@ -3,6 +3,8 @@
 // row is stored only when every field is what its column promises.
 #include "ingest.hpp"
 
+#include "allocator.hpp"
+
 #include <boost/uuid/detail/sha1.hpp>
 #include <nlohmann/json.hpp>
 
@@ -508,6 +510,7 @@ bool hand_over(std::vector<Observation>& rows, const RowChunks* chunks) {
     if (!chunks || rows.size() < chunks->rows) return true;
     const bool go_on = chunks->sink(rows);
     rows.clear();
+    rows.reserve(chunks->rows);  // the sink may have taken the storage
     return go_on;
 }
 
@@ -1029,7 +1032,11 @@ bool read_whole_file(const std::filesystem::path& file, std::string& content, st
         ::close(fd);
         return false;
     }
-    content.assign(static_cast<std::size_t>(st.st_size) + 1, '\0');
+    const auto expected = static_cast<std::size_t>(st.st_size) + 1;
+    content.clear();
+    content.reserve(expected);
+    advise_huge_pages(content.data(), content.capacity());
+    content.resize(expected);
     std::size_t size = 0;
     for (;;) {
         if (size == content.size()) content.resize(content.size() * 2);  // the file grew
@@ -1135,6 +1142,7 @@ IngestOutcome ingest_overlapped(std::string_view content, IngestOutcome out, Ing
     rows.reserve(std::min<std::size_t>(
         static_cast<std::size_t>(std::count(content.begin(), content.end(), '\n')),
         content.size() / 20));
+    advise_huge_pages(rows.data(), rows.capacity() * sizeof(Observation));
     std::size_t written = 0;  // rows[0, written) are in the transaction already
     bool in_order = true;
     std::string digest;
