@@ -40,7 +40,7 @@ struct PublishEndpoint {
     std::string bind;   // ZeroMQ endpoint, e.g. "tcp://127.0.0.1:7601"
     std::string scope;  // region prefix; empty = everything
     CurveKeys curve;    // not enabled = no CURVE (plain TCP)
-    // Key query: a REP endpoint answering replay, snapshot and status for this endpoint's
+    // Key query: a request endpoint (ROUTER; clients use REQ) answering replay, snapshot and status for this endpoint's
     // outbox only, so a scoped endpoint's subscribers replay within its scope; it has the
     // same CURVE keys and ZAP domain (the same authorized subscribers). Empty = none.
     std::string query_bind;

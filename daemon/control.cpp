@@ -259,7 +259,7 @@ std::string answer_control(const std::string& request, Pipeline& pipeline, TimeP
 }
 
 ControlServer::ControlServer(zmq::context_t& context, const fs::path& state_dir)
-    : file_(control_socket_file(state_dir)), socket_(context, zmq::socket_type::rep) {
+    : file_(control_socket_file(state_dir)), socket_(context, zmq::socket_type::router) {
     const std::string endpoint = control_endpoint(state_dir);
     // A Unix socket's path must fit sockaddr_un::sun_path with its terminating NUL.
     if (file_.string().size() >= sizeof(sockaddr_un{}.sun_path))

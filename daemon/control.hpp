@@ -1,4 +1,4 @@
-// control.hpp: the local control socket (REP at ipc://STATE_DIR/control.sock) through which
+// control.hpp: the local control socket (ROUTER at ipc://STATE_DIR/control.sock, for REQ clients) through which
 // ewsctl changes data while the daemon runs, so that the store keeps one writer and the
 // daemon's in-memory state stays true: silences, acknowledgements, and status. JSON requests,
 // JSON replies; a malformed request gets {"error": "KEY: what is wrong"} and changes nothing.
@@ -82,7 +82,7 @@ nlohmann::json silence_json(const Silence& silence, TimePoint now);
 
 class ControlServer {
 public:
-    // Binds a REP socket at control_endpoint(state_dir) (libzmq replaces a socket file left by
+    // Binds a ROUTER socket at control_endpoint(state_dir) (libzmq replaces a socket file left by
     // a killed daemon) and makes the file mode 0660. Throws: std::runtime_error naming the
     // file when it cannot.
     ControlServer(zmq::context_t& context, const std::filesystem::path& state_dir);

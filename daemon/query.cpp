@@ -29,6 +29,32 @@ std::string dump(const Json& j) {
     return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// Deepest nesting of arrays and objects a request may have (requests are flat objects). A
+// deeper one is refused: writing a value back into an error message recurses once per level,
+// and a 1 MiB request could nest half a million levels.
+constexpr std::size_t max_request_depth = 64;
+
+// Returns: whether the JSON text nests arrays and objects deeper than `limit` (brackets in
+// strings do not count).
+bool nested_deeper_than(const std::string& text, std::size_t limit) {
+    std::size_t depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return true;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return false;
+}
+
 // Thrown for a request the client got wrong; becomes {"error": what}.
 struct RequestError {
     std::string what;
@@ -136,10 +162,19 @@ std::string answer_query(const std::string& request, Store& store, const std::st
             // e.byte counts the offending byte from 1; clients get the 0-based offset.
             return error_reply("malformed request: " + parse_reason(e) + " at byte " +
                                std::to_string(e.byte > 0 ? e.byte - 1 : 0));
+        } catch (const nlohmann::json::out_of_range& e) {
+            // A number too large for a double (1e400): valid JSON, but the client's mistake.
+            std::string what = e.what();  // "[json.exception.out_of_range.406] number overflow ..."
+            if (const auto b = what.find("] "); b != std::string::npos) what.erase(0, b + 2);
+            return error_reply("malformed request: " + what);
         }
         if (!parsed.is_object())
             return error_reply("request must be a JSON object such as {\"op\":\"status\"}, got " +
                                std::string(parsed.type_name()));
+        // Parsing and freeing do not recurse, but writing a field's value into an error does.
+        if (nested_deeper_than(request, max_request_depth))
+            return error_reply("malformed request: arrays or objects nested deeper than " +
+                               std::to_string(max_request_depth) + " levels");
         if (!parsed.contains("op"))
             return error_reply("missing field \"op\" (expected \"replay\", \"snapshot\" or \"status\")");
         const Json& op = parsed.at("op");
@@ -161,7 +196,7 @@ std::string answer_query(const std::string& request, Store& store, const std::st
 
 QueryServer::QueryServer(zmq::context_t& context, const std::string& bind,
                          const std::optional<curve::Certificate>& server, const std::string& zap_domain)
-    : socket_(context, zmq::socket_type::rep) {
+    : socket_(context, zmq::socket_type::router) {
     socket_.set(zmq::sockopt::maxmsgsize, max_request_bytes);
     socket_.set(zmq::sockopt::linger, 0);
     if (server) curve::make_server(socket_, *server, zap_domain);
@@ -194,18 +229,40 @@ std::string parse_reason(const std::exception& parse_error) {
     return what;
 }
 
+// The query and control endpoints are ROUTER sockets that REQ (and DEALER) clients talk to,
+// not REP: libzmq's REP socket (4.3.4) sends the reply to a well-formed request nowhere after
+// it has discarded a request without an envelope from a peer that has gone, so one careless
+// or hostile client would leave other clients waiting for replies that never come
+// (tests/integration/test_fault_query_flood.py). The envelope is handled here instead.
 void serve_one_request(zmq::socket_t& socket,
                        const std::function<std::string(const std::string&)>& answer) {
     std::vector<zmq::message_t> frames;
     if (!zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait))
         return;  // nothing was taken, so nothing is owed
+    if (frames.empty()) return;
+    // [routing id, (envelope frames,) empty delimiter, request]: the envelope ends at the first
+    // empty frame (a REQ client's delimiter). A DEALER may send its request without one; the
+    // reply then comes without one too.
+    std::size_t body = 1;
+    while (body < frames.size() && frames[body].size() != 0) ++body;
+    if (body < frames.size()) ++body;  // past the delimiter
+    else body = 1;                     // no delimiter: everything after the routing id
+    const std::size_t parts = frames.size() - body;
     std::string reply;
-    if (frames.size() != 1)
+    if (parts != 1)
         reply = error_reply("request must be one frame holding a JSON object, got " +
-                            std::to_string(frames.size()) + " frames");
+                            std::to_string(parts) + " frames");
     else
-        reply = answer(frames.front().to_string());
-    socket.send(zmq::buffer(reply), zmq::send_flags::dontwait);
+        reply = answer(frames[body].to_string());
+    std::vector<zmq::message_t> out;
+    for (std::size_t i = 0; i < body; ++i) out.emplace_back(std::move(frames[i]));
+    out.emplace_back(reply.data(), reply.size());
+    try {
+        // A client gone since its request is dropped by the ROUTER; never blocks.
+        zmq::send_multipart(socket, out, zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+        // Nothing to do: the client is gone or its queue is full; it may ask again.
+    }
 }
 
 }  // namespace ews

@@ -1,4 +1,4 @@
-// query.hpp: the query endpoint (REP). JSON requests, JSON replies (docs/protocol.md):
+// query.hpp: the query endpoint (ROUTER, for REQ and DEALER clients). JSON requests, JSON replies (docs/protocol.md):
 // replay (outbox rows after a seq, paged), snapshot (open alerts under a topic prefix and
 // the seq they are current to), status. A malformed request gets {"error": "..."}.
 #pragma once
@@ -15,11 +15,12 @@
 
 namespace ews {
 
-// Shared by the REP endpoints (query, control): one request in, exactly one reply out.
+// Shared by the request endpoints (query, control): one request in, exactly one reply out.
 
-// Takes one request from the REP `socket` when one is waiting and sends exactly one reply:
-// answer(request text) for a one-frame request, an error reply for any other shape (REP
-// cannot receive again until it has answered).
+// Takes one request from the ROUTER `socket` when one is waiting and sends exactly one reply
+// back through the request's envelope: answer(request text) for a one-frame request, an error
+// reply for any other shape. A DEALER's request without the empty delimiter frame is answered
+// without one. A reply to a client that has gone is dropped, never waited for.
 void serve_one_request(zmq::socket_t& socket,
                        const std::function<std::string(const std::string&)>& answer);
 // Returns: {"error": what} as JSON text.

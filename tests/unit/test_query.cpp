@@ -2,9 +2,12 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <zmq_addon.hpp>
 
 #include <filesystem>
+#include <iterator>
 #include <random>
+#include <vector>
 
 using namespace ews;
 using nlohmann::json;
@@ -253,4 +256,63 @@ TEST_CASE("the query server answers every request, even a multi-frame one", "[qu
     client.send(zmq::str_buffer(R"({"op":"status"})"), zmq::send_flags::none);
     serve_one();
     CHECK(reply() == json{{"uptime_s", 3}, {"localities", 2}});
+}
+
+TEST_CASE("a DEALER is answered with or without the delimiter, and a gone peer harms no one",
+          "[query]") {
+    Fixture f;
+    zmq::context_t context;
+    QueryServer server(context, "inproc://query-dealer-test");
+    auto serve_one = [&] {
+        zmq::pollitem_t item{server.socket().handle(), 0, ZMQ_POLLIN, 0};
+        REQUIRE(zmq::poll(&item, 1, std::chrono::milliseconds(5000)) == 1);
+        server.handle(f.store, "main", f.status);
+    };
+    auto frames_of = [](zmq::socket_t& s) {
+        std::vector<zmq::message_t> frames;
+        zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+        REQUIRE(zmq::poll(&item, 1, std::chrono::milliseconds(5000)) == 1);
+        REQUIRE(zmq::recv_multipart(s, std::back_inserter(frames)));
+        return frames;
+    };
+    const json status = {{"uptime_s", 3}, {"localities", 2}};
+
+    zmq::socket_t dealer(context, zmq::socket_type::dealer);
+    dealer.set(zmq::sockopt::linger, 0);
+    dealer.connect("inproc://query-dealer-test");
+
+    // Without a delimiter: the reply is the single JSON frame.
+    dealer.send(zmq::str_buffer(R"({"op":"status"})"), zmq::send_flags::none);
+    serve_one();
+    auto plain = frames_of(dealer);
+    REQUIRE(plain.size() == 1);
+    CHECK(json::parse(plain[0].to_string()) == status);
+
+    // With one (what a REQ socket sends): the reply keeps it.
+    dealer.send(zmq::message_t(), zmq::send_flags::sndmore);
+    dealer.send(zmq::str_buffer(R"({"op":"status"})"), zmq::send_flags::none);
+    serve_one();
+    auto enveloped = frames_of(dealer);
+    REQUIRE(enveloped.size() == 2);
+    CHECK(enveloped[0].size() == 0);
+    CHECK(json::parse(enveloped[1].to_string()) == status);
+
+    // A peer that sends half a request and leaves, then a REQ client: the REQ client is
+    // answered (a REP socket could send this reply nowhere).
+    {
+        zmq::socket_t gone(context, zmq::socket_type::dealer);
+        gone.set(zmq::sockopt::linger, 0);
+        gone.connect("inproc://query-dealer-test");
+        gone.send(zmq::str_buffer("x"), zmq::send_flags::sndmore);
+        gone.send(zmq::str_buffer("y"), zmq::send_flags::none);
+        serve_one();
+    }
+    zmq::socket_t req(context, zmq::socket_type::req);
+    req.set(zmq::sockopt::linger, 0);
+    req.connect("inproc://query-dealer-test");
+    req.send(zmq::str_buffer(R"({"op":"status"})"), zmq::send_flags::none);
+    serve_one();
+    auto answer = frames_of(req);
+    REQUIRE(answer.size() == 1);
+    CHECK(json::parse(answer[0].to_string()) == status);
 }
