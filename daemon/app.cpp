@@ -162,6 +162,7 @@ public:
                 checkpointer_ = std::make_unique<WalCheckpointer>(pipeline_.store().file(),
                                                                   std::chrono::seconds(1));
                 pipeline_.store().set_autocheckpoint(0);
+                pipeline_.store().truncate_wal_above(Store::default_wal_truncate_pages);
             } catch (const StoreError& e) {
                 checkpointer_.reset();
                 spdlog::warn("{}; the WAL is checkpointed on the event loop instead", e.what());

@@ -1528,6 +1528,23 @@ void Store::set_autocheckpoint(int pages) {
         throw StoreError(where("setting wal_autocheckpoint") + ": " + sqlite3_errmsg(db_));
 }
 
+void Store::truncate_wal_above(int pages) {
+    if (pages <= 0) {
+        sqlite3_wal_hook(db_, nullptr, nullptr);
+        return;
+    }
+    // Called by SQLite after each commit with the pages now in the WAL. A checkpoint here is
+    // what SQLite's own automatic checkpoint does; BUSY (a reader or the WalCheckpointer held
+    // on past busy_timeout) leaves it to a later commit.
+    static constexpr auto hook = [](void* limit, sqlite3* db, const char* schema,
+                                    int wal_pages) -> int {
+        if (wal_pages > static_cast<int>(reinterpret_cast<std::intptr_t>(limit)))
+            sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+        return SQLITE_OK;
+    };
+    sqlite3_wal_hook(db_, hook, reinterpret_cast<void*>(static_cast<std::intptr_t>(pages)));
+}
+
 struct WalCheckpointer::Impl {
     std::filesystem::path file;
     std::chrono::milliseconds interval;
