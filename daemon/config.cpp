@@ -58,6 +58,11 @@ std::string join(std::initializer_list<std::string_view> names) {
     return out;
 }
 
+// Largest evaluate_every_s, heartbeat_s and future_tolerance_s: 366 days, as repeat_every_s.
+constexpr std::int64_t max_interval_s = 366LL * 86400;
+// Largest observations_days and alerts_days: 100 years.
+constexpr std::int64_t max_retention_days = 36600;
+
 bool is_name_char(char c, bool allow_upper) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
            (allow_upper && ((c >= 'A' && c <= 'Z') || c == '.' || c == '-'));
@@ -158,6 +163,20 @@ private:
         if (i->get() < min || (max && i->get() > *max))
             fail(*n, dotted(prefix, key), "expected " + expected + ", got " + describe_value(*n));
         return i->get();
+    }
+
+    // get_int() with `min` only, then at most `max` (`what` says how long that is): the upper
+    // bounds keep the daemon's clock arithmetic (steady_clock::now() + interval, now +
+    // tolerance, now - retention) from overflowing.
+    std::optional<std::int64_t> get_bounded(const toml::table& t, std::string_view prefix,
+                                            std::string_view key, std::int64_t min, std::int64_t max,
+                                            std::string_view what) const {
+        auto v = get_int(t, prefix, key, min, std::nullopt);
+        if (v && *v > max)
+            fail(*t.get(key), dotted(prefix, key),
+                 "expected at most " + std::to_string(max) + " (" + std::string(what) + "), got " +
+                     std::to_string(*v));
+        return v;
     }
 
     // A finite number (TOML integer or float) checked by `in_range`, described by `expected`.
@@ -315,9 +334,9 @@ void Loader::load_daemon(const toml::table& root, Config& c) const {
     auto plugins = get_path(*t, "daemon", "plugin_dir");
     if (!plugins) fail_missing("daemon.plugin_dir");
     c.plugin_dir = *plugins;
-    if (auto v = get_int(*t, "daemon", "evaluate_every_s", 1, std::nullopt))
+    if (auto v = get_bounded(*t, "daemon", "evaluate_every_s", 1, max_interval_s, "366 days"))
         c.evaluate_every = std::chrono::seconds(*v);
-    if (auto v = get_int(*t, "daemon", "heartbeat_s", 1, std::nullopt))
+    if (auto v = get_bounded(*t, "daemon", "heartbeat_s", 1, max_interval_s, "366 days"))
         c.heartbeat = std::chrono::seconds(*v);
     if (auto v = get_int(*t, "daemon", "plugin_budget_ms", 1, 60000))
         c.plugin_budget = std::chrono::milliseconds(*v);
@@ -353,7 +372,7 @@ void Loader::load_ingest(const toml::table& root, Config& c) const {
                  "expected \"partial\" or \"reject_file\", got '" + *p + "'");
         *policy = *parsed;
     }
-    if (auto v = get_int(*t, "ingest", "future_tolerance_s", 0, std::nullopt))
+    if (auto v = get_bounded(*t, "ingest", "future_tolerance_s", 0, max_interval_s, "366 days"))
         c.future_tolerance = std::chrono::seconds(*v);
     if (auto bind = get_string(*t, "ingest", "bind", true)) c.ingest_bind = *bind;
 }
@@ -569,9 +588,9 @@ void Loader::load_retention(const toml::table& root, Config& c) const {
     const toml::table* t = table_at(root, "", "retention");
     if (!t) return;
     check_keys(*t, "retention", {"observations_days", "alerts_days"}, false);
-    if (auto v = get_int(*t, "retention", "observations_days", 1, std::nullopt))
+    if (auto v = get_bounded(*t, "retention", "observations_days", 1, max_retention_days, "100 years"))
         c.keep_observations = std::chrono::days(*v);
-    if (auto v = get_int(*t, "retention", "alerts_days", 1, std::nullopt))
+    if (auto v = get_bounded(*t, "retention", "alerts_days", 1, max_retention_days, "100 years"))
         c.keep_alerts = std::chrono::days(*v);
 }
 

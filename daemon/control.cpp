@@ -20,6 +20,13 @@ namespace {
 
 std::string dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
+// A value as an error message quotes it: a scalar as JSON, an array or object by its type
+// only. Writing a nested value out recurses once per level, and a request of a few hundred
+// KB can nest deep enough to overflow the stack.
+std::string shown(const Json& j) {
+    return j.is_structured() ? std::string("an ") + j.type_name() : dump(j);
+}
+
 // Thrown for a request the client got wrong; becomes {"error": what}.
 struct RequestError {
     std::string what;
@@ -47,7 +54,7 @@ void only_keys(const Json& request, const std::string& op, std::initializer_list
 std::optional<std::string> optional_text(const Json& request, const char* key) {
     if (!request.contains(key)) return std::nullopt;
     const Json& v = request.at(key);
-    if (!v.is_string()) throw RequestError{std::string(key) + ": must be a string, got " + dump(v)};
+    if (!v.is_string()) throw RequestError{std::string(key) + ": must be a string, got " + shown(v)};
     std::string s = v.get<std::string>();
     if (s.empty()) throw RequestError{std::string(key) + ": must not be empty"};
     if (s.size() > max_control_string_bytes)
@@ -69,7 +76,7 @@ std::int64_t required_id(const Json& request, const char* key) {
     // within int64 (nlohmann stores a value above INT64_MAX as unsigned).
     if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<std::uint64_t>() > INT64_MAX) ||
         v.get<std::int64_t>() <= 0)
-        throw RequestError{std::string(key) + ": must be a positive integer, got " + dump(v)};
+        throw RequestError{std::string(key) + ": must be a positive integer, got " + shown(v)};
     return v.get<std::int64_t>();
 }
 
@@ -93,7 +100,7 @@ Json silence_list(const Json& request, ControlTarget& target, TimePoint now) {
     bool all = false;
     if (request.contains("all")) {
         const Json& v = request.at("all");
-        if (!v.is_boolean()) throw RequestError{"all: must be true or false, got " + dump(v)};
+        if (!v.is_boolean()) throw RequestError{"all: must be true or false, got " + shown(v)};
         all = v.get<bool>();
     }
     Json list = Json::array();
@@ -233,7 +240,7 @@ std::string answer_control(const std::string& request, ControlTarget& target, Ti
                                std::string(parsed.type_name()));
         if (!parsed.contains("op")) return error_reply(std::string("op: missing (") + known_ops + ")");
         const Json& op = parsed.at("op");
-        if (!op.is_string()) return error_reply("op: must be a string, got " + dump(op));
+        if (!op.is_string()) return error_reply("op: must be a string, got " + shown(op));
         const auto& name = op.get_ref<const std::string&>();
         if (name == "silence_add") return dump(silence_add(parsed, target, now));
         if (name == "silence_list") return dump(silence_list(parsed, target, now));

@@ -23,6 +23,13 @@ std::string dump(const Json& j) {
     return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// A value as an error message quotes it: a scalar as JSON, an array or object by its type
+// only. Writing a nested value out recurses once per level, and a request of a few hundred
+// KB can nest deep enough to overflow the stack.
+std::string shown(const Json& j) {
+    return j.is_structured() ? std::string("an ") + j.type_name() : dump(j);
+}
+
 std::string error_reply(const std::string& what) {
     return dump(Json{{"error", what}});
 }
@@ -31,7 +38,7 @@ std::string string_field(const Json& header, const char* field) {
     const Json& v = header.at(field);
     if (!v.is_string())
         throw IngestRequestError(std::string("header: field \"") + field +
-                                 "\" must be a string, got " + dump(v));
+                                 "\" must be a string, got " + shown(v));
     return v.get<std::string>();
 }
 
@@ -49,7 +56,7 @@ IngestHeader parse_ingest_header(std::string_view json, RejectPolicy default_pol
     }
     if (!header.is_object())
         throw IngestRequestError("header: expected a JSON object {\"format\": \"csv\"|\"jsonl\", "
-                                 "\"name\": ..., \"policy\": ...}, got " + dump(header));
+                                 "\"name\": ..., \"policy\": ...}, got " + shown(header));
     for (const auto& [key, value] : header.items())
         if (key != "format" && key != "name" && key != "policy")
             throw IngestRequestError("header: unknown field \"" + key +

@@ -108,6 +108,8 @@ TEST_CASE("malformed control requests get an error naming what is wrong", "[cont
     CHECK_THAT(error_of(f.ask(std::string("\"status\""))), Catch::Contains("got string"));
     CHECK_THAT(error_of(f.ask(json::object())), Catch::StartsWith("op: missing"));
     CHECK(error_of(f.ask(json{{"op", 7}})) == "op: must be a string, got 7");
+    CHECK(error_of(f.ask(json{{"op", json::array({json::array({1})})}})) ==
+          "op: must be a string, got an array");
     CHECK(error_of(f.ask(json{{"op", "silence_delete"}})) ==
           "op: unknown \"silence_delete\" (expected silence_add, silence_list, silence_expire, ack or status)");
     CHECK(error_of(f.ask(json{{"op", "status"}, {"verbose", true}})) ==
@@ -245,7 +247,8 @@ TEST_CASE("silence_expire refuses an unknown, ended or malformed id", "[control]
 
     for (const json& id : {json("1"), json(0), json(-3), json(1.5), json(nullptr), json::array({1})})
         CHECK(error_of(f.ask(json{{"op", "silence_expire"}, {"id", id}, {"by", "ana"}})) ==
-              "id: must be a positive integer, got " + id.dump());
+              "id: must be a positive integer, got " +
+                  (id.is_array() ? std::string("an array") : id.dump()));
     CHECK(error_of(f.ask(json{{"op", "silence_expire"}, {"id", 18446744073709551615ull}, {"by", "ana"}})) ==
           "id: must be a positive integer, got 18446744073709551615");
     CHECK_THAT(error_of(f.ask(json{{"op", "silence_expire"}, {"by", "ana"}})), Catch::StartsWith("id: missing"));

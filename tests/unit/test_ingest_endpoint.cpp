@@ -88,6 +88,13 @@ TEST_CASE("the ingest header names the format, a label and the policy", "[ingest
           "header: unknown field \"child\" (allowed: format, name, policy)");
     CHECK_THAT(refusal(R"({"format":"csv","name":""})"), Catch::Contains("name must be 1 to 200 bytes"));
     CHECK_THAT(refusal(R"({"format":"csv","name":"a\nb"})"), Catch::Contains("without control"));
+    // A header nested far deeper than any stack would take if written back out: refused by
+    // its type, never written out.
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    CHECK(refusal(deep) == "header: expected a JSON object {\"format\": \"csv\"|\"jsonl\", "
+                           "\"name\": ..., \"policy\": ...}, got an array");
+    CHECK(refusal(R"({"format":)" + deep + "}") ==
+          "header: field \"format\" must be a string, got an array");
 }
 
 TEST_CASE("the reply lists every rejected row with line, column and reason", "[ingest_endpoint]") {

@@ -1208,7 +1208,7 @@ TEST_CASE("a WalCheckpointer empties a WAL that a steady writer keeps growing", 
     std::uintmax_t largest = 0;
     std::uintmax_t emptied = 0;  // commits after which the WAL file was shorter than before
     {
-        WalCheckpointer checkpointer(file, std::chrono::milliseconds(1));
+        WalCheckpointer checkpointer(file, std::chrono::milliseconds(10));
         // Commits back to back, as a daemon under a steady ingest does: about 6 MiB in all.
         for (int c = 0; c < 400; ++c) {
             std::vector<Observation> rows;
@@ -1226,9 +1226,10 @@ TEST_CASE("a WalCheckpointer empties a WAL that a steady writer keeps growing", 
     }
     INFO("largest WAL " << largest << " bytes, emptied " << emptied << " times");
     CHECK(emptied > 0);
-    // Bounded by the threshold plus one commit's pages (about 1 MiB here), where the
-    // checkpointer alone let it grow past 200 MiB.
-    CHECK(largest < 4u * 1024 * 1024);
+    // Bounded: the threshold plus one commit's pages (about 1 MiB here) for each commit whose
+    // TRUNCATE found the WalCheckpointer mid-checkpoint (SQLite then gives up at once and the
+    // next commit tries again), where the checkpointer alone let it grow past 200 MiB.
+    CHECK(largest < 16u * 1024 * 1024);
     CHECK(store.observation_count() == 400 * 200);
     CHECK(store.integrity_check().empty());
 }

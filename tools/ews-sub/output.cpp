@@ -21,7 +21,8 @@ const Json& field(const Json& j, const char* name) {
 // Returns: `j` as printable text ("-" when absent).
 std::string text_of(const Json& j) {
     if (j.is_string()) return printable(j.get<std::string>());
-    return j.is_null() ? std::string("-") : j.dump(-1, ' ', false, Json::error_handler_t::replace);
+    // A JSON text escapes C0 controls but not DEL: printable() catches what is left.
+    return j.is_null() ? std::string("-") : printable(j.dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
 std::string fixed(const Json& number, int decimals) {
@@ -66,7 +67,7 @@ std::string cell(const Json& j) {
                 c = '?';
         return csv_field(s);
     }
-    return csv_field(j.dump(-1, ' ', false, Json::error_handler_t::replace));
+    return csv_field(printable(j.dump(-1, ' ', false, Json::error_handler_t::replace)));
 }
 
 }  // namespace
@@ -94,6 +95,25 @@ std::set<std::string> parse_event_list(const std::string& list) {
         if (comma == std::string::npos) return names;
         start = comma + 1;
     }
+}
+
+bool nested_deeper_than(std::string_view text, std::size_t limit) {
+    std::size_t depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return true;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return false;
 }
 
 int level_rank(const Json& level) {
@@ -215,7 +235,12 @@ std::string csv_field(const std::string& s) {
 }
 
 std::string json_line(const Json& payload) {
-    return payload.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+    std::string line = payload.dump(-1, ' ', false, Json::error_handler_t::replace);
+    // dump() escapes C0 controls but writes DEL as it is. A DEL can only be inside a JSON
+    // string, where the escape \u007f stands for the same character.
+    for (std::size_t at = line.find('\x7f'); at != std::string::npos; at = line.find('\x7f', at + 6))
+        line.replace(at, 1, "\\u007f");
+    return line + "\n";
 }
 
 }  // namespace ews::sub

@@ -9,6 +9,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace ews::sub {
 
@@ -30,6 +31,15 @@ struct Filter {
     int min_rank = 0;                     // level_rank of --min-level
     std::set<std::string> events;         // empty: every event
 };
+
+// Deepest nesting of arrays and objects accepted in a message or a query reply (an alert
+// payload has 4 levels, a replay reply 7). Printing a value recurses once per level, so a
+// deeper text is refused before it is parsed.
+inline constexpr std::size_t max_json_depth = 64;
+
+// Returns: whether the JSON text nests arrays and objects deeper than `limit` (brackets in
+// strings do not count).
+bool nested_deeper_than(std::string_view text, std::size_t limit);
 
 // Returns: 0..3 for none..critical; -1 for anything else (passes only --min-level none).
 int level_rank(const Json& level);

@@ -42,7 +42,7 @@ const Json& field(const Json& j, const char* name) {
 }
 
 std::string text_of(const Json& j) {
-    return j.is_string() ? printable(j.get<std::string>()) : j.dump(-1, ' ', false, Json::error_handler_t::replace);
+    return printable(j.is_string() ? j.get<std::string>() : j.dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
 std::string seconds_text(Clock::duration d) {
@@ -305,7 +305,11 @@ std::optional<Json> Subscriber::ask(const Json& request) {
             std::vector<zmq::message_t> frames;
             if (!zmq::recv_multipart(query_->socket(), std::back_inserter(frames)) || frames.size() != 1)
                 throw Failure("query endpoint " + options_.query + ": reply is not one frame");
-            Json reply = Json::parse(frames.front().to_string(), nullptr, false);
+            const std::string reply_text = frames.front().to_string();
+            if (nested_deeper_than(reply_text, max_json_depth))
+                throw Failure("query endpoint " + options_.query + ": reply nested deeper than " +
+                              std::to_string(max_json_depth) + " levels");
+            Json reply = Json::parse(reply_text, nullptr, false);
             if (!reply.is_object())
                 throw Failure("query endpoint " + options_.query + ": reply is not a JSON object");
             if (reply.contains("error"))
@@ -449,7 +453,11 @@ void Subscriber::receive() {
         throw Failure(options_.endpoint + ": message of " + std::to_string(frames.size()) +
                       " frames, expected two [topic, payload]");
     const std::string topic = frames[0].to_string();
-    Json payload = Json::parse(frames[1].to_string(), nullptr, false);
+    const std::string text = frames[1].to_string();
+    if (nested_deeper_than(text, max_json_depth))
+        throw Failure(options_.endpoint + ": topic " + printable(topic) + ": payload nested deeper than " +
+                      std::to_string(max_json_depth) + " levels");
+    Json payload = Json::parse(text, nullptr, false);
     if (!payload.is_object())
         throw Failure(options_.endpoint + ": topic " + printable(topic) + ": payload is not a JSON object");
     auto expect_schema = [&](const char* schema) {
