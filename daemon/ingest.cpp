@@ -1107,14 +1107,20 @@ IngestRecord record_of(const IngestOutcome& out, const std::string& digest, std:
 // ingest_content of a large file: the rows are parsed on another thread and handed over in
 // parts; while the parts arrive in key order (a file exported in the table's order) each is
 // written at once, so parsing and writing overlap; from the first part out of order on, the
-// rest is kept and written sorted at the end, as commit_observations would. The digest runs
-// on a third thread and is checked as soon as it is ready: a duplicate stops the parse and
-// rolls back what was written. Rows refused by the policy roll back the same way.
+// rest is kept and written sorted at the end, as commit_observations would. The digest is
+// taken by whichever thread is free first: the parsing thread once it has parsed everything,
+// or this one as soon as it stops writing parts (so that on two cores writing never shares
+// its core); it is checked as soon as it is ready, and a duplicate stops the parse and rolls
+// back what was written. Rows refused by the policy roll back the same way.
 IngestOutcome ingest_overlapped(std::string_view content, IngestOutcome out, IngestFormat format,
                                 Store& store, const ObservationRules& rules,
                                 RejectPolicy policy) {
-    auto pending_digest =
-        std::async(std::launch::async, [content] { return content_digest(content); });
+    std::promise<std::string> digest_result;
+    auto pending_digest = digest_result.get_future();
+    std::atomic<bool> digest_claimed{false};
+    auto take_digest = [&] {
+        if (!digest_claimed.exchange(true)) digest_result.set_value(content_digest(content));
+    };
     ChunkQueue queue;
     std::atomic<bool> stop{false};
     RowChunks chunks;
@@ -1129,7 +1135,9 @@ IngestOutcome ingest_overlapped(std::string_view content, IngestOutcome out, Ing
             ChunkQueue& q;
             ~Closer() { q.close(); }
         } closer{queue};
-        return parse_observations(content, out.file, format, rules, &chunks);
+        auto parsed = parse_observations(content, out.file, format, rules, &chunks);
+        take_digest();
+        return parsed;
     });
     // Stops the parse before leaving by an exception (the futures' destructors wait for it).
     struct Stopper {
@@ -1161,7 +1169,10 @@ IngestOutcome ingest_overlapped(std::string_view content, IngestOutcome out, Ing
         if (!in_order) return;
         for (std::size_t i = std::max<std::size_t>(first, 1); i < rows.size() && in_order; ++i)
             in_order = !key_less(rows[i], rows[i - 1]);
-        if (!in_order) return;
+        if (!in_order) {
+            take_digest();  // nothing more to write until the parse ends
+            return;
+        }
         writer.write(std::span<const Observation>(rows).subspan(written));
         written = rows.size();
     };
@@ -1174,7 +1185,10 @@ IngestOutcome ingest_overlapped(std::string_view content, IngestOutcome out, Ing
         if (!duplicate) take(std::move(*part));
     }
     ObservationParse parsed = parsing.get();
-    if (!digest_checked) duplicate = check_digest();
+    if (!digest_checked) {
+        take_digest();  // taken by now (the parsing thread takes it last); kept for clarity
+        duplicate = check_digest();
+    }
     if (duplicate) {
         out.duplicate = true;
         return out;  // the writer rolls back
