@@ -451,7 +451,7 @@ def main():
     ap.add_argument("--subscribers", type=int, default=3, help="the last one is the slow reader")
     ap.add_argument("--probe-every", type=int, default=10, help="a probe in every Nth batch (10)")
     ap.add_argument("--report-every", type=float, default=30, help="seconds between reports (30)")
-    ap.add_argument("--evaluate-every", type=int, default=300, help="full evaluation interval, s")
+    ap.add_argument("--evaluate-every", type=int, default=60, help="full evaluation interval, s (the daemon's default)")
     ap.add_argument("--away-every", type=float, default=240, help="slow reader: away every N s")
     ap.add_argument("--away-for", type=float, default=45, help="slow reader: away for N s")
     ap.add_argument("--slow-delay", type=float, default=0.1, help="slow reader: s per event")
