@@ -1,6 +1,7 @@
 #include "control.hpp"
 
 #include "alerting.hpp"
+#include "json_text.hpp"
 #include "query.hpp"
 
 #include <sys/un.h>
@@ -17,15 +18,6 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 namespace {
-
-std::string dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
-
-// A value as an error message quotes it: a scalar as JSON, an array or object by its type
-// only. Writing a nested value out recurses once per level, and a request of a few hundred
-// KB can nest deep enough to overflow the stack.
-std::string shown(const Json& j) {
-    return j.is_structured() ? std::string("an ") + j.type_name() : dump(j);
-}
 
 // Thrown for a request the client got wrong; becomes {"error": what}.
 struct RequestError {
@@ -54,7 +46,7 @@ void only_keys(const Json& request, const std::string& op, std::initializer_list
 std::optional<std::string> optional_text(const Json& request, const char* key) {
     if (!request.contains(key)) return std::nullopt;
     const Json& v = request.at(key);
-    if (!v.is_string()) throw RequestError{std::string(key) + ": must be a string, got " + shown(v)};
+    if (!v.is_string()) throw RequestError{std::string(key) + ": must be a string, got " + quoted_value(v)};
     std::string s = v.get<std::string>();
     if (s.empty()) throw RequestError{std::string(key) + ": must not be empty"};
     if (s.size() > max_control_string_bytes)
@@ -76,7 +68,7 @@ std::int64_t required_id(const Json& request, const char* key) {
     // within int64 (nlohmann stores a value above INT64_MAX as unsigned).
     if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<std::uint64_t>() > INT64_MAX) ||
         v.get<std::int64_t>() <= 0)
-        throw RequestError{std::string(key) + ": must be a positive integer, got " + shown(v)};
+        throw RequestError{std::string(key) + ": must be a positive integer, got " + quoted_value(v)};
     return v.get<std::int64_t>();
 }
 
@@ -87,7 +79,7 @@ Json silence_add(const Json& request, ControlTarget& target, TimePoint now) {
     s.region = optional_text(request, "region").value_or("");
     const std::string until = required_text(request, "until", "an RFC 3339 date or date-time");
     const auto t = parse_time(until);
-    if (!t) throw RequestError{"until: not an RFC 3339 date or date-time: " + dump(Json(until))};
+    if (!t) throw RequestError{"until: not an RFC 3339 date or date-time: " + json_text(Json(until))};
     s.until = *t;
     s.reason = required_text(request, "reason", "why the alerts are silenced");
     s.by = required_text(request, "by", "who silences them");
@@ -100,7 +92,7 @@ Json silence_list(const Json& request, ControlTarget& target, TimePoint now) {
     bool all = false;
     if (request.contains("all")) {
         const Json& v = request.at("all");
-        if (!v.is_boolean()) throw RequestError{"all: must be true or false, got " + shown(v)};
+        if (!v.is_boolean()) throw RequestError{"all: must be true or false, got " + quoted_value(v)};
         all = v.get<bool>();
     }
     Json list = Json::array();
@@ -240,14 +232,14 @@ std::string answer_control(const std::string& request, ControlTarget& target, Ti
                                std::string(parsed.type_name()));
         if (!parsed.contains("op")) return error_reply(std::string("op: missing (") + known_ops + ")");
         const Json& op = parsed.at("op");
-        if (!op.is_string()) return error_reply("op: must be a string, got " + shown(op));
+        if (!op.is_string()) return error_reply("op: must be a string, got " + quoted_value(op));
         const auto& name = op.get_ref<const std::string&>();
-        if (name == "silence_add") return dump(silence_add(parsed, target, now));
-        if (name == "silence_list") return dump(silence_list(parsed, target, now));
-        if (name == "silence_expire") return dump(silence_expire(parsed, target, now));
-        if (name == "ack") return dump(ack(parsed, target, now));
-        if (name == "status") return dump(status_reply(parsed, status));
-        return error_reply("op: unknown " + dump(op) + " (expected " + known_ops + ")");
+        if (name == "silence_add") return json_text(silence_add(parsed, target, now));
+        if (name == "silence_list") return json_text(silence_list(parsed, target, now));
+        if (name == "silence_expire") return json_text(silence_expire(parsed, target, now));
+        if (name == "ack") return json_text(ack(parsed, target, now));
+        if (name == "status") return json_text(status_reply(parsed, status));
+        return error_reply("op: unknown " + json_text(op) + " (expected " + known_ops + ")");
     } catch (const RequestError& e) {
         return error_reply(e.what);
     } catch (const std::invalid_argument& e) {

@@ -1167,8 +1167,9 @@ IngestOutcome ingest_overlapped(std::string_view content, IngestOutcome out, Ing
         rows.insert(rows.end(), std::make_move_iterator(part.begin()),
                     std::make_move_iterator(part.end()));
         if (!in_order) return;
-        for (std::size_t i = std::max<std::size_t>(first, 1); i < rows.size() && in_order; ++i)
-            in_order = !key_less(rows[i], rows[i - 1]);
+        // The new part in key order, and after the last row of the previous one.
+        const auto from = static_cast<std::ptrdiff_t>(first > 0 ? first - 1 : 0);
+        in_order = std::is_sorted(rows.begin() + from, rows.end(), key_less);
         if (!in_order) {
             take_digest();  // nothing more to write until the parse ends
             return;
@@ -1185,10 +1186,7 @@ IngestOutcome ingest_overlapped(std::string_view content, IngestOutcome out, Ing
         if (!duplicate) take(std::move(*part));
     }
     ObservationParse parsed = parsing.get();
-    if (!digest_checked) {
-        take_digest();  // taken by now (the parsing thread takes it last); kept for clarity
-        duplicate = check_digest();
-    }
+    if (!digest_checked) duplicate = check_digest();  // the parsing thread took it last
     if (duplicate) {
         out.duplicate = true;
         return out;  // the writer rolls back

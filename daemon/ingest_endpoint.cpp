@@ -1,5 +1,7 @@
 #include "ingest_endpoint.hpp"
 
+#include "json_text.hpp"
+
 #include <zmq_addon.hpp>
 
 #include <nlohmann/json.hpp>
@@ -19,26 +21,15 @@ using Json = nlohmann::ordered_json;
 
 constexpr std::size_t max_name_bytes = 200;
 
-std::string dump(const Json& j) {
-    return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-// A value as an error message quotes it: a scalar as JSON, an array or object by its type
-// only. Writing a nested value out recurses once per level, and a request of a few hundred
-// KB can nest deep enough to overflow the stack.
-std::string shown(const Json& j) {
-    return j.is_structured() ? std::string("an ") + j.type_name() : dump(j);
-}
-
 std::string error_reply(const std::string& what) {
-    return dump(Json{{"error", what}});
+    return json_text(Json{{"error", what}});
 }
 
 std::string string_field(const Json& header, const char* field) {
     const Json& v = header.at(field);
     if (!v.is_string())
         throw IngestRequestError(std::string("header: field \"") + field +
-                                 "\" must be a string, got " + shown(v));
+                                 "\" must be a string, got " + quoted_value(v));
     return v.get<std::string>();
 }
 
@@ -56,7 +47,7 @@ IngestHeader parse_ingest_header(std::string_view json, RejectPolicy default_pol
     }
     if (!header.is_object())
         throw IngestRequestError("header: expected a JSON object {\"format\": \"csv\"|\"jsonl\", "
-                                 "\"name\": ..., \"policy\": ...}, got " + shown(header));
+                                 "\"name\": ..., \"policy\": ...}, got " + quoted_value(header));
     for (const auto& [key, value] : header.items())
         if (key != "format" && key != "name" && key != "policy")
             throw IngestRequestError("header: unknown field \"" + key +
@@ -93,7 +84,7 @@ IngestHeader parse_ingest_header(std::string_view json, RejectPolicy default_pol
 }
 
 std::string ingest_header_json(const IngestHeader& header) {
-    return dump(Json{{"format", to_string(header.format)},
+    return json_text(Json{{"format", to_string(header.format)},
                      {"name", header.name},
                      {"policy", to_string(header.policy)}});
 }
@@ -104,7 +95,7 @@ std::string ingest_reply(const IngestOutcome& outcome) {
         const RowError& e = outcome.errors[i];
         rejected.push_back({{"line", e.line}, {"column", e.column}, {"reason", e.reason}});
     }
-    return dump(Json{{"name", outcome.file},
+    return json_text(Json{{"name", outcome.file},
                      {"accepted", outcome.rows.size()},
                      {"rejected", std::move(rejected)},
                      {"rejected_total", outcome.errors.size()},

@@ -1,5 +1,7 @@
 #include "query.hpp"
 
+#include "json_text.hpp"
+
 #include <zmq_addon.hpp>
 
 #include <nlohmann/json.hpp>
@@ -25,36 +27,6 @@ constexpr std::size_t max_scan = 100000;
 // Larger requests are cut off by libzmq before they reach answer_query.
 constexpr std::int64_t max_request_bytes = 1 << 20;
 
-std::string dump(const Json& j) {
-    return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-// Deepest nesting of arrays and objects a request may have (requests are flat objects). A
-// deeper one is refused: writing a value back into an error message recurses once per level,
-// and a 1 MiB request could nest half a million levels.
-constexpr std::size_t max_request_depth = 64;
-
-// Returns: whether the JSON text nests arrays and objects deeper than `limit` (brackets in
-// strings do not count).
-bool nested_deeper_than(const std::string& text, std::size_t limit) {
-    std::size_t depth = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        if (in_string) {
-            if (c == '\\') ++i;
-            else if (c == '"') in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > limit) return true;
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            --depth;
-        }
-    }
-    return false;
-}
-
 // Thrown for a request the client got wrong; becomes {"error": what}.
 struct RequestError {
     std::string what;
@@ -64,7 +36,7 @@ std::uint64_t non_negative_integer(const Json& request, const char* op, const ch
     const Json& v = request.at(field);
     if (!v.is_number_unsigned())
         throw RequestError{std::string(op) + ": field \"" + field +
-                           "\" must be a non-negative integer, got " + dump(v)};
+                           "\" must be a non-negative integer, got " + quoted_value(v)};
     return v.get<std::uint64_t>();
 }
 
@@ -74,7 +46,7 @@ std::string string_field(const Json& request, const char* op, const char* field,
     const Json& v = request.at(field);
     if (!v.is_string())
         throw RequestError{std::string(op) + ": field \"" + field + "\" must be a string, got " +
-                           dump(v)};
+                           quoted_value(v)};
     return v.get<std::string>();
 }
 
@@ -171,19 +143,15 @@ std::string answer_query(const std::string& request, Store& store, const std::st
         if (!parsed.is_object())
             return error_reply("request must be a JSON object such as {\"op\":\"status\"}, got " +
                                std::string(parsed.type_name()));
-        // Parsing and freeing do not recurse, but writing a field's value into an error does.
-        if (nested_deeper_than(request, max_request_depth))
-            return error_reply("malformed request: arrays or objects nested deeper than " +
-                               std::to_string(max_request_depth) + " levels");
         if (!parsed.contains("op"))
             return error_reply("missing field \"op\" (expected \"replay\", \"snapshot\" or \"status\")");
         const Json& op = parsed.at("op");
         if (!op.is_string())
-            return error_reply("field \"op\" must be a string, got " + dump(op));
+            return error_reply("field \"op\" must be a string, got " + quoted_value(op));
         const auto& name = op.get_ref<const std::string&>();
-        if (name == "replay") return dump(replay(parsed, store, endpoint));
-        if (name == "snapshot") return dump(snapshot(parsed, store, endpoint));
-        if (name == "status") return dump(status_reply(status));
+        if (name == "replay") return json_text(replay(parsed, store, endpoint));
+        if (name == "snapshot") return json_text(snapshot(parsed, store, endpoint));
+        if (name == "status") return json_text(status_reply(status));
         return error_reply("unknown op \"" + name + "\" (expected \"replay\", \"snapshot\" or \"status\")");
     } catch (const RequestError& e) {
         return error_reply(e.what);
@@ -216,7 +184,7 @@ void QueryServer::handle(Store& store, const std::string& endpoint,
 }
 
 std::string error_reply(const std::string& what) {
-    return dump(Json{{"error", what}});
+    return json_text(Json{{"error", what}});
 }
 
 std::string parse_reason(const std::exception& parse_error) {

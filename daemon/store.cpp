@@ -1017,10 +1017,7 @@ std::vector<std::uint32_t> key_order(std::span<const Observation> rows) {
     std::vector<std::uint32_t> order;
     if (rows.size() < 2 || rows.size() > std::numeric_limits<std::uint32_t>::max()) return order;
     auto less = [rows](std::uint32_t a, std::uint32_t b) { return key_less(rows[a], rows[b]); };
-    bool sorted = true;
-    for (std::size_t i = 1; i < rows.size() && sorted; ++i)
-        sorted = !key_less(rows[i], rows[i - 1]);
-    if (sorted) return order;
+    if (std::is_sorted(rows.begin(), rows.end(), key_less)) return order;
     order.resize(rows.size());
     std::iota(order.begin(), order.end(), std::uint32_t{0});
     std::stable_sort(order.begin(), order.end(), less);

@@ -177,6 +177,25 @@ def query(endpoint, request, timeout_ms=10000):
         s.close()
 
 
+def push_batch(endpoint, name, content, timeout_ms=30000, must_reply=True):
+    """Pushes one CSV batch to the ingest endpoint (a REQ socket: header frame, batch frame)
+    and returns the daemon's reply as a dict. No reply within timeout_ms fails the test, or
+    returns None when must_reply is False (a daemon killed on purpose)."""
+    import zmq
+    s = zmq.Context.instance().socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
+    try:
+        s.send_multipart([json.dumps({"format": "csv", "name": name}).encode(), content.encode()])
+        if s.poll(timeout_ms):
+            return json.loads(s.recv())
+        if must_reply:
+            fail("no reply to batch %s within %d ms" % (name, timeout_ms))
+        return None
+    finally:
+        s.close()
+
+
 def replay_all(endpoint, since=0):
     events = []
     while True:

@@ -35,7 +35,7 @@ import time
 
 import zmq
 
-from harness import EWSD, FIXTURES, Workspace, check, fail, free_port, replay_all
+from harness import EWSD, FIXTURES, Workspace, check, fail, free_port, push_batch, replay_all
 
 SANITIZED = os.environ.get("EWS_SANITIZED") == "1"
 FAKETIME_LIBS = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
@@ -94,20 +94,6 @@ class Subscriber(threading.Thread):
                     else:
                         self.events.append(json.loads(payload))
         self.sub.close()
-
-
-def push(endpoint, name, content):
-    s = zmq.Context.instance().socket(zmq.REQ)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVTIMEO, 30000)
-    s.connect(endpoint)
-    try:
-        s.send_multipart([json.dumps({"format": "csv", "name": name}).encode(), content.encode()])
-        return json.loads(s.recv())
-    except zmq.Again:
-        fail("no reply to batch %s within 30 s" % name)
-    finally:
-        s.close()
 
 
 def main():
@@ -172,7 +158,7 @@ def main():
                 for l in members[g]:
                     lines.append("%s,%s,test.signal,%d,1,%s" % (l, utc(t).strftime("%Y-%m-%dT%H:%M:%SZ"), value, source))
                     acked[(l, "test.signal", t, source)] = float(value)
-            reply = push(ingest, source, "\n".join(lines) + "\n")
+            reply = push_batch(ingest, source, "\n".join(lines) + "\n")
             if not (reply.get("committed") and reply.get("accepted") == len(lines) - 1):
                 fail("batch %s was not acknowledged: %s" % (source, reply))
             return source

@@ -34,7 +34,7 @@ import time
 
 import zmq
 
-from harness import FIXTURES, Workspace, check, fail, free_port, query, replay_all, today
+from harness import FIXTURES, Workspace, check, fail, free_port, push_batch, query, replay_all, today
 
 FULL_SIZE = "3m"
 GROWN_SIZE = "64m"
@@ -44,20 +44,6 @@ ROWS_PER_BATCH = 2000
 MAX_BATCHES = 300
 REFUSALS = 3      # refusals in a row that end the filling
 SPOOL_ROWS = 8000
-
-
-def push(endpoint, name, content, timeout_ms=60000):
-    s = zmq.Context.instance().socket(zmq.REQ)
-    s.setsockopt(zmq.LINGER, 0)
-    s.setsockopt(zmq.RCVTIMEO, timeout_ms)
-    s.connect(endpoint)
-    try:
-        s.send_multipart([json.dumps({"format": "csv", "name": name}).encode(), content.encode()])
-        return json.loads(s.recv())
-    except zmq.Again:
-        fail("no reply to batch %s within %d ms" % (name, timeout_ms))
-    finally:
-        s.close()
 
 
 class Batches:
@@ -182,7 +168,7 @@ def main():
         in_a_row = 0
         for _ in range(MAX_BATCHES):
             name, content, rows = batches.make()
-            reply = push(ingest, name, content)
+            reply = push_batch(ingest, name, content, timeout_ms=60000)
             if reply.get("committed"):
                 if reply.get("accepted") != len(rows):
                     fail("batch %s: accepted %s of %d rows" % (name, reply.get("accepted"), len(rows)))
@@ -244,13 +230,13 @@ def main():
         # recover
         os.remove(filler)
         remount(ws.state, GROWN_SIZE)
-        reply = push(ingest, name, content)
+        reply = push_batch(ingest, name, content, timeout_ms=60000)
         check(reply.get("committed") and reply.get("accepted") == len(rows) and not reply.get("duplicate"),
               "space returned: the first refused batch, sent again, is committed: %s" % reply)
         acked.update(rows)
         for _ in range(3):
             n, c, r = batches.make()
-            rep = push(ingest, n, c)
+            rep = push_batch(ingest, n, c, timeout_ms=60000)
             if not rep.get("committed"):
                 fail("batch %s after recovery: %s" % (n, rep))
             acked.update(r)
@@ -263,7 +249,7 @@ def main():
         acked.update(srows)
         seq_before = query(ws.query, {"op": "status"})["last_seq"]["main"]
         n, c, r = batches.make(rows=RESERVE, reserve=True)
-        rep = push(ingest, n, c)
+        rep = push_batch(ingest, n, c, timeout_ms=60000)
         check(rep.get("committed"), "one more batch (%s): the first data of %d localities, all high" % (n, RESERVE))
         acked.update(r)
         deadline = time.time() + 30

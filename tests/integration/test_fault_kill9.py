@@ -37,7 +37,7 @@ import time
 
 import zmq
 
-from harness import FIXTURES, Workspace, check, fail, free_port, query
+from harness import FIXTURES, Workspace, check, fail, free_port, push_batch, query
 
 SANITIZED = os.environ.get("EWS_SANITIZED") == "1"
 SEED = int(os.environ.get("EWS_KILL9_SEED", "20251203"))
@@ -134,19 +134,6 @@ class Producer(threading.Thread):
             else:
                 self.errors.append("a good batch %s was not committed: %s" % (source, reply))
             time.sleep(0.02)
-
-
-def push_once(endpoint, name, content, timeout_ms):
-    s = zmq.Context.instance().socket(zmq.REQ)
-    s.setsockopt(zmq.LINGER, 0)
-    s.connect(endpoint)
-    try:
-        s.send_multipart([json.dumps({"format": "csv", "name": name}).encode(), content.encode()])
-        if not s.poll(timeout_ms):
-            return None
-        return json.loads(s.recv())
-    finally:
-        s.close()
 
 
 def read_store(ws):
@@ -307,7 +294,7 @@ def main():
         producer = Producer(ingest, localities, old, SEED)
         producer.start()
         name, content, rows = big_batch()
-        reply = push_once(ingest, name, content, 60000)
+        reply = push_batch(ingest, name, content, 60000, must_reply=False)
         if not (reply and reply.get("committed")):
             fail("the first large batch was not acknowledged: %s" % reply)
         big_acked.update(rows)
@@ -349,7 +336,7 @@ def main():
             else:
                 name, content, rows = big_batch()
                 received = subscriber.received
-                reply = push_once(ingest, name, content, 60000)
+                reply = push_batch(ingest, name, content, 60000, must_reply=False)
                 if not (reply and reply.get("committed")):
                     fail("%s: a large batch was not acknowledged: %s" % (label, reply))
                 big_acked.update(rows)

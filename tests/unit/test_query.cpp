@@ -89,6 +89,13 @@ std::vector<std::uint64_t> seqs(const json& reply) {
     return out;
 }
 
+// Waits for the next request on `server` (at most 5 s) and answers it from the fixture.
+void serve_next(QueryServer& server, Fixture& f) {
+    zmq::pollitem_t item{server.socket().handle(), 0, ZMQ_POLLIN, 0};
+    REQUIRE(zmq::poll(&item, 1, std::chrono::milliseconds(5000)) == 1);
+    server.handle(f.store, "main", f.status);
+}
+
 }  // namespace
 
 TEST_CASE("replay pages through the outbox in seq order with a more flag", "[query]") {
@@ -224,6 +231,14 @@ TEST_CASE("every malformed request gets an error object and never an exception",
         REQUIRE(r.at("error").is_string());
         CHECK(r.at("error").get<std::string>().find(mentions) != std::string::npos);
     }
+    // A deeply nested value is quoted back by its type: writing it out would recurse once per
+    // level (300,000 levels here, far beyond the stack).
+    std::string deeper(300000, '[');
+    deeper += std::string(300000, ']');
+    CHECK(f.ask(R"({"op":"replay","since":)" + deeper + "}").at("error") ==
+          "replay: field \"since\" must be a non-negative integer, got an array");
+    CHECK(f.ask(R"({"op":)" + deeper + "}").at("error") ==
+          "field \"op\" must be a string, got an array");
     CHECK(f.ask("{\"op\":").at("error") == "malformed request: syntax error while parsing value - "
                                            "unexpected end of input; expected '[', '{', or a literal "
                                            "at byte 6");
@@ -237,11 +252,7 @@ TEST_CASE("the query server answers every request, even a multi-frame one", "[qu
     client.set(zmq::sockopt::linger, 0);
     client.connect("inproc://query-test");
 
-    auto serve_one = [&] {
-        zmq::pollitem_t item{server.socket().handle(), 0, ZMQ_POLLIN, 0};
-        REQUIRE(zmq::poll(&item, 1, std::chrono::milliseconds(5000)) == 1);
-        server.handle(f.store, "main", f.status);
-    };
+    auto serve_one = [&] { serve_next(server, f); };
     auto reply = [&] {
         zmq::message_t m;
         REQUIRE(client.recv(m, zmq::recv_flags::dontwait));
@@ -263,11 +274,7 @@ TEST_CASE("a DEALER is answered with or without the delimiter, and a gone peer h
     Fixture f;
     zmq::context_t context;
     QueryServer server(context, "inproc://query-dealer-test");
-    auto serve_one = [&] {
-        zmq::pollitem_t item{server.socket().handle(), 0, ZMQ_POLLIN, 0};
-        REQUIRE(zmq::poll(&item, 1, std::chrono::milliseconds(5000)) == 1);
-        server.handle(f.store, "main", f.status);
-    };
+    auto serve_one = [&] { serve_next(server, f); };
     auto frames_of = [](zmq::socket_t& s) {
         std::vector<zmq::message_t> frames;
         zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
