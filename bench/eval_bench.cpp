@@ -445,22 +445,38 @@ void require_no_faults(const ews::Engine& engine, const std::vector<ews::LoadedP
 
 // What the daemon's Pipeline::evaluate does per result after the engine: the composite
 // (moving the assessments in), then the alert lifecycle (advance(): data gaps, levels,
-// flapping, reminders). Returns: how many events advance() published.
-std::size_t score_results(std::vector<ews::LocalityResult>& results,
+// flapping, reminders); then, for the localities with events, the plugins asked again with
+// evidence (Engine::assess at `assessed_at`, the time the results were assessed at) and the
+// evidence moved into their composites. Returns: how many events advance() published.
+std::size_t score_results(ews::Engine& engine, const std::vector<ews::LoadedPlugin>& plugins,
+                          std::vector<ews::LocalityResult>& results,
                           const std::vector<std::string>& names,
-                          std::vector<ews::AlertState>& states, TimePoint now,
-                          const ews::AlertingParams& params) {
+                          std::vector<ews::AlertState>& states, TimePoint assessed_at,
+                          TimePoint now, const ews::AlertingParams& params) {
     static const std::map<std::string, double> weights;  // every indicator weighs 1
     std::size_t events = 0;
     ews::Reading reading;
+    std::vector<std::uint32_t> eventful;
+    std::vector<ews::Composite> composites;
     for (auto& r : results) {
-        const ews::Composite composite = ews::compose(names, std::move(r.assessments), weights);
+        ews::Composite composite = ews::compose(names, std::move(r.assessments), weights);
         reading.score = composite.evidence ? composite.score : std::nan("");
         reading.floor = composite.floor;
         reading.indicators.clear();
         for (const auto& c : composite.contributions)
             reading.indicators.push_back({c.indicator, c.assessment.status, c.assessment.newest});
-        events += ews::advance(states[r.locality], reading, now, params, std::nullopt).published.size();
+        const auto result = ews::advance(states[r.locality], reading, now, params, std::nullopt);
+        events += result.published.size();
+        if (result.published.empty() && result.held.empty()) continue;
+        eventful.push_back(static_cast<std::uint32_t>(r.locality));
+        composites.push_back(std::move(composite));
+    }
+    if (!eventful.empty()) {
+        auto explained = engine.assess(plugins, assessed_at, eventful);
+        for (std::size_t k = 0; k < explained.size(); ++k)
+            if (!ews::add_evidence(composites[k], std::move(explained[k].assessments)).empty())
+                die("a plugin assessed locality " + std::to_string(eventful[k]) +
+                    " differently when asked for its evidence");
     }
     return events;
 }
@@ -525,7 +541,9 @@ Incremental measure_incremental(Dataset& d, const std::vector<ews::LoadedPlugin>
         d.engine->apply(rows);
         out.apply.add(watch);
         const std::size_t dirty = d.engine->dirty_count();
-        const auto results = d.engine->evaluate(plugins, at, true);
+        ews::EvaluationOptions no_evidence;  // as the daemon evaluates
+        no_evidence.evidence = false;
+        const auto results = d.engine->evaluate(plugins, at, true, no_evidence);
         out.total.add(watch);
         if (results.size() != dirty)
             die("incremental evaluation assessed " + std::to_string(results.size()) +
@@ -578,7 +596,9 @@ Full measure_full(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
         }
         const Stopwatch watch;
         {
-            auto r = d.engine->evaluate(plugins, now, false);
+            ews::EvaluationOptions no_evidence;  // as the daemon evaluates
+            no_evidence.evidence = false;
+            auto r = d.engine->evaluate(plugins, now, false, no_evidence);
             f.engine.add(watch);
             if (rep == 0) {  // before score_results moves the assessments out
                 require_no_faults(*d.engine, plugins);
@@ -588,8 +608,8 @@ Full measure_full(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
             }
             // Each repetition a second later: the lifecycle treats a repeated time as a
             // repeat and skips it, which the daemon never does.
-            f.level_changes += score_results(r, names, states, now + std::chrono::seconds(rep),
-                                             alerting);
+            f.level_changes += score_results(*d.engine, plugins, r, names, states, now,
+                                             now + std::chrono::seconds(rep), alerting);
         }  // the results are released here, as the daemon releases them
         f.scored.add(watch);
     }
@@ -731,7 +751,9 @@ int main(int argc, char** argv) {
         for (int rep = 0; rep < o.reps; ++rep) {
             progress("one plugin at a time: " + part.what);
             const Stopwatch watch;
-            { auto r = year.engine->evaluate({part.plugin}, now, false); }
+            ews::EvaluationOptions no_evidence;  // as the daemon evaluates
+            no_evidence.evidence = false;
+            { auto r = year.engine->evaluate({part.plugin}, now, false, no_evidence); }
             t.add(watch);
             require_no_faults(*year.engine, {part.plugin});
         }

@@ -1,24 +1,35 @@
 #include "engine.hpp"
 
+#include <boost/container/small_vector.hpp>
+
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 // Layout, chosen for evaluation speed and memory close to the raw observation bytes:
-// - kinds are interned to small integer ids; each locality holds a short list of
-//   (kind id, points) pairs, and a locality rarely has more than a handful of kinds, so a
-//   linear scan of that list beats any map; the list is kept in kind name order, so
-//   LocalityView::kinds() needs no sort;
+// - what evaluation reads of a locality (its series and neighbour indices) is kept apart from
+//   its description (id, name, region, dependents), so that walking the localities in order
+//   streams through little memory;
+// - a locality's points are one contiguous vector, series after series, in kind name order,
+//   with a small inline table of (kind id, begin, size) in front: a plugin reading its
+//   series touches one block of memory per locality, not one per series (the evaluation
+//   was bound by those cache misses);
+// - kinds are interned to small integer ids, and a locality rarely has more than a handful
+//   of kinds, so a linear scan of its table beats any map; kinds() needs no sort;
+// - a view remembers the kind names a plugin asked for (by address, confirmed by content),
+//   so the name is hashed once per worker rather than on every series() call;
 // - sources are interned in a node-stable set, so sdk::Point::source is a string_view that
 //   stays valid for the engine's lifetime and costs no allocation per point;
-// - every series is a contiguous vector sorted by (time, source), so a view cut at `now` is
-//   one upper_bound and the span handed to a plugin is the vector's own storage.
+// - every series is sorted by (time, source), so a view cut at `now` is one upper_bound and
+//   the span handed to a plugin is the vector's own storage.
 // The engine is not internally synchronised: apply, set_localities and evaluate are called
 // from one thread; evaluate fans out over worker threads that only read.
 
@@ -33,42 +44,31 @@ struct StringHash {
     }
 };
 
-// Kinds are few, and a kind name is hashed every time a plugin opens a series (tens of times
-// per locality), so this hash reads the length and at most the first and last 8 bytes,
-// which tell kind names apart ("incident.abduction", "incident.armed_violence") at a
-// fraction of the cost of hashing every byte. Names agreeing there only share a bucket: the
-// map still compares whole keys.
-struct KindHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept {
-        std::uint64_t head = 0, tail = 0;
-        if (s.size() >= 8) {
-            std::memcpy(&head, s.data(), 8);
-            std::memcpy(&tail, s.data() + s.size() - 8, 8);
-        } else if (!s.empty()) {  // an empty view's data() may be null
-            std::memcpy(&head, s.data(), s.size());
-        }
-        std::uint64_t h = (head ^ (tail * 0x9e3779b97f4a7c15ULL)) + s.size();
-        h ^= h >> 29;
-        h *= 0xbf58476d1ce4e5b9ULL;
-        h ^= h >> 32;
-        return static_cast<std::size_t>(h);
+using KindId = std::uint32_t;
+
+// One series of a locality: points[begin, begin + size) of its LocalityData.
+struct SeriesRef {
+    KindId kind = 0;
+    std::uint32_t begin = 0;
+    std::uint32_t size = 0;
+};
+
+// What evaluation reads of one locality.
+struct LocalityData {
+    boost::container::small_vector<SeriesRef, 10> series;  // in kind name order
+    std::vector<sdk::Point> points;  // each series ascending by (time, source), in `series` order
+    std::vector<std::uint32_t> neighbours;  // indices of known neighbours, no self, no repeats
+
+    std::span<const sdk::Point> points_of(const SeriesRef& s) const {
+        return {points.data() + s.begin, s.size};
     }
 };
 
-using KindId = std::uint32_t;
-
-struct Series {
-    KindId kind = 0;
-    std::vector<sdk::Point> points;  // ascending by (time, source)
-};
-
-struct LocalityData {
+// The rest of a locality.
+struct LocalityMeta {
     Locality meta;
-    sdk::LocalityInfo info;              // views into `meta`; set once `meta` has its final place
-    std::vector<std::uint32_t> neighbours;  // indices of known neighbours, no self, no repeats
+    sdk::LocalityInfo info;                 // views into `meta`; set once `meta` has its final place
     std::vector<std::uint32_t> dependents;  // localities that list this one as a neighbour
-    std::vector<Series> series;             // in kind name order (kinds() relies on it)
     bool touched = false;  // scratch mark of Engine::apply, false between calls
 };
 
@@ -81,9 +81,9 @@ bool point_before(const sdk::Point& a, sdk::TimePoint time, std::string_view sou
 constexpr std::size_t parallel_threshold = 256;
 constexpr unsigned max_workers = 8;
 
-// Appends with a growth of 1/4 instead of the vector's doubling: spare capacity stays within
-// a quarter of the points held (doubling could leave resident memory near twice the points,
-// over the memory budget), and appends stay amortised O(1).
+// Makes room for one more point with a growth of 1/4 instead of the vector's doubling: spare
+// capacity stays within a quarter of the points held (doubling could leave resident memory
+// near twice the points, over the memory budget), and appends stay amortised O(1).
 void grow_for_one_more(std::vector<sdk::Point>& points) {
     const std::size_t n = points.size();
     if (n < points.capacity()) return;
@@ -93,10 +93,11 @@ void grow_for_one_more(std::vector<sdk::Point>& points) {
 // Engine's state. At namespace scope (Engine::Impl derives from it) so the view and the
 // workers below can name it.
 struct Windows {
-    std::vector<LocalityData> localities;
-    std::unordered_map<std::string_view, std::uint32_t> by_id;  // views into localities[i].meta.id
+    std::vector<LocalityData> localities;  // by locality index
+    std::vector<LocalityMeta> metas;       // by locality index
+    std::unordered_map<std::string_view, std::uint32_t> by_id;  // views into metas[i].meta.id
 
-    std::unordered_map<std::string, KindId, KindHash, std::equal_to<>> kind_ids;
+    std::unordered_map<std::string, KindId, StringHash, std::equal_to<>> kind_ids;
     std::vector<const std::string*> kind_names;  // by id; keys of kind_ids (node-stable)
     std::unordered_set<std::string, StringHash, std::equal_to<>> sources;
 
@@ -140,97 +141,178 @@ struct Windows {
     // Returns: the points of `kind` in locality `index` with time <= now.
     std::span<const sdk::Point> visible(std::uint32_t index, KindId kind,
                                         sdk::TimePoint now) const {
-        for (const auto& s : localities[index].series) {
+        const LocalityData& d = localities[index];
+        for (const auto& s : d.series) {
             if (s.kind != kind) continue;
+            const auto points = d.points_of(s);
+            // Usually every point is at or before `now` (an evaluation at the current time):
+            // then no search, whose unpredictable branches cost more than the check.
+            if (points.empty() || points.back().time <= now) return points;
             auto end = std::upper_bound(
-                s.points.begin(), s.points.end(), now,
+                points.begin(), points.end(), now,
                 [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
-            return {s.points.data(), static_cast<std::size_t>(end - s.points.begin())};
+            return points.first(static_cast<std::size_t>(end - points.begin()));
         }
         return {};
     }
 
+    // Asks the CPU to start loading the points of locality `index` and of its neighbours,
+    // which a plugin is about to read: each locality is a block of its own, so the hardware
+    // prefetcher cannot guess the next one, and evaluation would otherwise wait on memory at
+    // the start of every series. Reads the neighbours' tables, so called a few localities
+    // ahead.
+    void prefetch(std::uint32_t index) const {
+        auto block = [](const LocalityData& d) {
+            const auto* bytes = reinterpret_cast<const char*>(d.points.data());
+            const std::size_t size = std::min<std::size_t>(d.points.size() * sizeof(sdk::Point),
+                                                           prefetch_bytes);
+            for (std::size_t at = 0; at < size; at += 64) __builtin_prefetch(bytes + at);
+        };
+        const LocalityData& d = localities[index];
+        block(d);
+        for (std::uint32_t n : d.neighbours) block(localities[n]);
+    }
+    static constexpr std::size_t prefetch_bytes = 8192;
+
+    // Inserts or replaces point `p` of series `kind` in `d`.
     // Returns: true when a point was added, false when one with the same key was replaced.
-    bool upsert(std::vector<sdk::Point>& points, const sdk::Point& p) {
-        if (points.empty() || point_before(points.back(), p.time, p.source)) {
-            grow_for_one_more(points);
-            points.push_back(p);
-            return true;
+    bool upsert(LocalityData& d, KindId kind, const sdk::Point& p) {
+        auto s = std::find_if(d.series.begin(), d.series.end(),
+                              [kind](const SeriesRef& x) { return x.kind == kind; });
+        if (s == d.series.end()) {
+            const std::string& name = *kind_names[kind];
+            s = std::find_if(d.series.begin(), d.series.end(),
+                             [&](const SeriesRef& x) { return name < *kind_names[x.kind]; });
+            const auto begin = static_cast<std::uint32_t>(
+                s == d.series.end() ? d.points.size() : s->begin);
+            s = d.series.insert(s, SeriesRef{kind, begin, 0});
         }
-        auto it = std::lower_bound(points.begin(), points.end(), p,
-                                   [](const sdk::Point& a, const sdk::Point& b) {
-                                       return point_before(a, b.time, b.source);
-                                   });
-        if (it != points.end() && it->time == p.time && it->source == p.source) {
-            it->value = p.value;
-            it->weight = p.weight;
-            return false;
+        const auto first = d.points.begin() + s->begin;
+        const auto last = first + s->size;
+        auto at = last;  // in time order the new point goes last
+        if (first != last && !point_before(*(last - 1), p.time, p.source)) {
+            at = std::lower_bound(first, last, p, [](const sdk::Point& a, const sdk::Point& b) {
+                return point_before(a, b.time, b.source);
+            });
+            if (at != last && at->time == p.time && at->source == p.source) {
+                at->value = p.value;
+                at->weight = p.weight;
+                return false;
+            }
         }
-        const auto at = it - points.begin();
-        grow_for_one_more(points);
-        points.insert(points.begin() + at, p);
+        const auto offset = at - d.points.begin();
+        grow_for_one_more(d.points);
+        d.points.insert(d.points.begin() + offset, p);
+        ++s->size;
+        for (auto later = s + 1; later != d.series.end(); ++later) ++later->begin;
         return true;
     }
+};
+
+// Kind names a worker's plugin asked for, with their ids (or none, for a kind the engine
+// has never seen): a plugin passes the same few names (mostly string literals) for every
+// locality, so the address and length of the name usually find the entry, and a compare
+// with the entry's copy of the name confirms it (a plugin may reuse one buffer for several
+// names). A miss hashes the name once. Lives for one evaluation, during which no kind is
+// added.
+class KindCache {
+public:
+    explicit KindCache(const Windows& impl) : impl_(impl) {}
+
+    std::optional<KindId> find(std::string_view kind) {
+        for (const Entry& e : entries_) {
+            if (e.data == kind.data() && e.name == kind) return e.id;
+        }
+        const auto id = impl_.find_kind(kind);
+        Entry& e = entries_[next_];
+        e.data = kind.data();
+        e.name.assign(kind);
+        e.id = id;
+        next_ = (next_ + 1) % entries_.size();
+        return id;
+    }
+
+private:
+    struct Entry {
+        const char* data = nullptr;
+        std::string name;
+        std::optional<KindId> id;
+    };
+    const Windows& impl_;
+    std::array<Entry, 16> entries_{};
+    std::size_t next_ = 0;
 };
 
 // A locality's data cut at `now`. Neighbours' views carry no neighbours of their own (one
 // hop), so a plugin can never walk a cycle of the neighbour graph.
 class EngineView final : public sdk::LocalityView {
 public:
-    EngineView(const Windows& impl, sdk::TimePoint now) : impl_(impl), now_(now) {}
+    EngineView(const Windows& impl, sdk::TimePoint now, KindCache& kinds, bool evidence)
+        : impl_(impl), now_(now), kinds_(kinds), evidence_(evidence) {}
 
     // Points this view at locality `index`; with_neighbours builds the one-hop neighbours.
     // Reuses the neighbour storage, so one view per worker serves every locality.
     void reset(std::uint32_t index, bool with_neighbours) {
         index_ = index;
-        neighbours_.clear();
+        neighbour_count_ = 0;
         if (!with_neighbours) return;
-        for (std::uint32_t n : impl_.localities[index].neighbours) {
-            neighbours_.emplace_back(impl_, now_);
-            neighbours_.back().reset(n, false);
-        }
+        const auto& list = impl_.localities[index].neighbours;
+        while (neighbours_.size() < list.size())
+            neighbours_.emplace_back(impl_, now_, kinds_, evidence_);
+        for (std::uint32_t n : list) neighbours_[neighbour_count_++].reset(n, false);
     }
 
-    const sdk::LocalityInfo& info() const override { return impl_.localities[index_].info; }
+    const sdk::LocalityInfo& info() const override { return impl_.metas[index_].info; }
     sdk::TimePoint now() const override { return now_; }
 
     std::span<const sdk::Point> series(std::string_view kind) const override {
-        auto id = impl_.find_kind(kind);
+        auto id = kinds_.find(kind);
         if (!id) return {};
         return impl_.visible(index_, *id, now_);
     }
 
     std::vector<std::string_view> kinds(std::string_view prefix) const override {
         // A locality's series are in kind name order, so `out` is sorted as it is built.
-        const auto& series = impl_.localities[index_].series;
+        const LocalityData& d = impl_.localities[index_];
         std::vector<std::string_view> out;
-        out.reserve(series.size());
-        for (const auto& s : series) {
+        out.reserve(d.series.size());
+        for (const auto& s : d.series) {
             const std::string& name = *impl_.kind_names[s.kind];
-            if (name.starts_with(prefix) && !s.points.empty() && s.points.front().time <= now_)
+            if (s.size > 0 && d.points[s.begin].time <= now_ && name.starts_with(prefix))
                 out.push_back(name);
         }
         return out;
     }
 
-    std::size_t neighbour_count() const override { return neighbours_.size(); }
-    const sdk::LocalityView& neighbour(std::size_t i) const override { return neighbours_.at(i); }
+    std::size_t neighbour_count() const override { return neighbour_count_; }
+    const sdk::LocalityView& neighbour(std::size_t i) const override {
+        if (i >= neighbour_count_) throw std::out_of_range("no such neighbour");
+        return neighbours_[i];
+    }
+    bool wants_evidence() const override { return evidence_; }
 
 private:
     const Windows& impl_;
     sdk::TimePoint now_;
+    KindCache& kinds_;
+    bool evidence_ = true;
     std::uint32_t index_ = 0;
-    std::vector<EngineView> neighbours_;
+    std::vector<EngineView> neighbours_;  // the first neighbour_count_ are in use
+    std::size_t neighbour_count_ = 0;
 };
 
 // Assesses selected[begin, end) with one plugin into column `column` of `out`, counting
 // faults into `stats` (this worker's own).
 void assess_range(const Windows& impl, const LoadedPlugin& plugin, std::size_t column,
-                  sdk::TimePoint now, std::chrono::milliseconds budget,
+                  sdk::TimePoint now, std::chrono::milliseconds budget, bool evidence,
                   const std::vector<std::uint32_t>& selected, std::size_t begin, std::size_t end,
                   std::vector<LocalityResult>& out, PluginCallStats& stats) {
-    EngineView view(impl, now);
+    KindCache kinds(impl);
+    EngineView view(impl, now, kinds, evidence);
+    constexpr std::size_t ahead = 2;  // localities between a prefetch and its use
+    for (std::size_t k = begin; k < std::min(end, begin + ahead); ++k) impl.prefetch(selected[k]);
     for (std::size_t k = begin; k < end; ++k) {
+        if (k + ahead < end) impl.prefetch(selected[k + ahead]);
         view.reset(selected[k], true);
         CallFault fault = CallFault::none;
         sdk::Assessment& a = out[k].assessments[column];
@@ -260,6 +342,12 @@ void merge(PluginCallStats& into, const PluginCallStats& chunk) {
 
 struct Engine::Impl : Windows {
     std::vector<PluginCallStats> call_stats;  // of the last evaluate()
+
+    // Assesses `selected` (locality indices) with every plugin into results ordered as
+    // `selected`; records the calls in call_stats.
+    std::vector<LocalityResult> run(const std::vector<LoadedPlugin>& plugins, TimePoint now,
+                                    const std::vector<std::uint32_t>& selected,
+                                    const EvaluationOptions& options);
 };
 
 Engine::Engine() : impl_(std::make_unique<Impl>()) {}
@@ -268,36 +356,40 @@ Engine::~Engine() = default;
 void Engine::set_localities(const std::vector<Locality>& localities) {
     Impl& impl = *impl_;
     std::vector<LocalityData> next(localities.size());
+    std::vector<LocalityMeta> next_meta(localities.size());
     std::unordered_map<std::string_view, std::uint32_t> next_by_id;
     next_by_id.reserve(localities.size());
     std::size_t points = 0;
     for (std::uint32_t i = 0; i < localities.size(); ++i) {
-        LocalityData& d = next[i];
-        d.meta = localities[i];
+        LocalityMeta& m = next_meta[i];
+        m.meta = localities[i];
         // A repeated id keeps its first entry in the index; later entries are unreachable by id.
-        auto [pos, fresh] = next_by_id.emplace(d.meta.id, i);
+        auto [pos, fresh] = next_by_id.emplace(m.meta.id, i);
         if (!fresh) continue;
-        if (auto old = impl.by_id.find(d.meta.id); old != impl.by_id.end()) {
-            d.series = std::move(impl.localities[old->second].series);
-            for (const auto& s : d.series) points += s.points.size();
+        if (auto old = impl.by_id.find(m.meta.id); old != impl.by_id.end()) {
+            LocalityData& from = impl.localities[old->second];
+            next[i].series = std::move(from.series);
+            next[i].points = std::move(from.points);
+            points += next[i].points.size();
         }
     }
-    for (auto& d : next) {
-        d.info = {d.meta.id, d.meta.name, d.meta.region, d.meta.population};
+    for (auto& m : next_meta) {
+        m.info = {m.meta.id, m.meta.name, m.meta.region, m.meta.population};
     }
-    // next_by_id's keys view next[i].meta.id, whose storage does not move with the vector.
+    // next_by_id's keys view next_meta[i].meta.id, whose storage does not move with the vector.
     for (std::uint32_t i = 0; i < next.size(); ++i) {
-        for (const auto& n : next[i].meta.neighbours) {
+        for (const auto& n : next_meta[i].meta.neighbours) {
             auto it = next_by_id.find(n);
             if (it == next_by_id.end() || it->second == i) continue;
             auto& list = next[i].neighbours;
             if (std::find(list.begin(), list.end(), it->second) == list.end()) {
                 list.push_back(it->second);
-                next[it->second].dependents.push_back(i);
+                next_meta[it->second].dependents.push_back(i);
             }
         }
     }
     impl.localities = std::move(next);
+    impl.metas = std::move(next_meta);
     impl.by_id = std::move(next_by_id);
     impl.points = points;
     impl.mark_all_dirty();
@@ -305,9 +397,7 @@ void Engine::set_localities(const std::vector<Locality>& localities) {
 
 std::size_t Engine::locality_count() const { return impl_->localities.size(); }
 
-const Locality& Engine::locality(std::size_t index) const {
-    return impl_->localities.at(index).meta;
-}
+const Locality& Engine::locality(std::size_t index) const { return impl_->metas.at(index).meta; }
 
 std::optional<std::size_t> Engine::find(std::string_view id) const {
     auto it = impl_->by_id.find(id);
@@ -325,7 +415,7 @@ void Engine::apply(const std::vector<Observation>& rows) {
     KindId kind = 0;
     const std::string* last_source = nullptr;
     std::string_view source;
-    std::vector<std::uint32_t> touched;  // each locality once, through LocalityData::touched
+    std::vector<std::uint32_t> touched;  // each locality once, through LocalityMeta::touched
     for (const auto& row : rows) {
         if (!last_locality || row.locality != *last_locality) {
             auto loc = impl.by_id.find(row.locality);
@@ -341,27 +431,19 @@ void Engine::apply(const std::vector<Observation>& rows) {
             source = impl.intern_source(row.source);
             last_source = &row.source;
         }
-        LocalityData& d = impl.localities[index];
-        auto s = std::find_if(d.series.begin(), d.series.end(),
-                              [kind](const Series& x) { return x.kind == kind; });
-        if (s == d.series.end()) {
-            const std::string& name = *impl.kind_names[kind];
-            s = std::find_if(d.series.begin(), d.series.end(), [&](const Series& x) {
-                return name < *impl.kind_names[x.kind];
-            });
-            s = d.series.insert(s, Series{kind, {}});
-        }
-        if (impl.upsert(s->points, sdk::Point{row.time, row.value, row.weight, source}))
+        if (impl.upsert(impl.localities[index], kind,
+                        sdk::Point{row.time, row.value, row.weight, source}))
             ++impl.points;
-        if (d.touched) continue;
-        d.touched = true;
+        LocalityMeta& m = impl.metas[index];
+        if (m.touched) continue;
+        m.touched = true;
         touched.push_back(index);
         // Spill-over both ways: a neighbour's assessment may read this locality's data.
         impl.mark_dirty(index);
-        for (std::uint32_t n : d.neighbours) impl.mark_dirty(n);
-        for (std::uint32_t n : d.dependents) impl.mark_dirty(n);
+        for (std::uint32_t n : impl.localities[index].neighbours) impl.mark_dirty(n);
+        for (std::uint32_t n : m.dependents) impl.mark_dirty(n);
     }
-    for (std::uint32_t i : touched) impl.localities[i].touched = false;
+    for (std::uint32_t i : touched) impl.metas[i].touched = false;
 }
 
 std::size_t Engine::observation_count() const { return impl_->points; }
@@ -383,19 +465,10 @@ void Engine::mark_dirty(std::size_t index) {
     if (index < impl_->localities.size()) impl_->mark_dirty(static_cast<std::uint32_t>(index));
 }
 
-std::vector<LocalityResult> Engine::evaluate(const std::vector<LoadedPlugin>& plugins,
-                                             TimePoint now, bool only_dirty,
-                                             const EvaluationOptions& options) {
-    Impl& impl = *impl_;
-    std::vector<std::uint32_t> selected;
-    if (only_dirty) {
-        selected = impl.dirty_list;
-        std::sort(selected.begin(), selected.end());
-    } else {
-        selected.resize(impl.localities.size());
-        for (std::uint32_t i = 0; i < selected.size(); ++i) selected[i] = i;
-    }
-
+std::vector<LocalityResult> Engine::Impl::run(const std::vector<LoadedPlugin>& plugins,
+                                              TimePoint now,
+                                              const std::vector<std::uint32_t>& selected,
+                                              const EvaluationOptions& options) {
     std::vector<LocalityResult> out(selected.size());
     for (std::size_t k = 0; k < selected.size(); ++k) {
         out[k].locality = selected[k];
@@ -422,18 +495,33 @@ std::vector<LocalityResult> Engine::evaluate(const std::vector<LoadedPlugin>& pl
                 std::size_t end = std::min(selected.size(), begin + chunk);
                 if (begin == end) break;
                 pool.emplace_back([&, begin, end, w] {
-                    assess_range(impl, plugin, column, now, options.budget, selected, begin, end,
-                                 out, per_worker[w]);
+                    assess_range(*this, plugin, column, now, options.budget, options.evidence,
+                                 selected, begin, end, out, per_worker[w]);
                 });
             }
-            assess_range(impl, plugin, column, now, options.budget, selected, 0,
-                         std::min(chunk, selected.size()), out, per_worker[0]);
+            assess_range(*this, plugin, column, now, options.budget, options.evidence, selected,
+                         0, std::min(chunk, selected.size()), out, per_worker[0]);
         }  // jthreads join here
         for (const auto& s : per_worker) merge(stats[column], s);
     }
     if (columns > 0 && options.after_plugins) options.after_plugins();
-    impl.call_stats = std::move(stats);
+    call_stats = std::move(stats);
+    return out;
+}
 
+std::vector<LocalityResult> Engine::evaluate(const std::vector<LoadedPlugin>& plugins,
+                                             TimePoint now, bool only_dirty,
+                                             const EvaluationOptions& options) {
+    Impl& impl = *impl_;
+    std::vector<std::uint32_t> selected;
+    if (only_dirty) {
+        selected = impl.dirty_list;
+        std::sort(selected.begin(), selected.end());
+    } else {
+        selected.resize(impl.localities.size());
+        for (std::uint32_t i = 0; i < selected.size(); ++i) selected[i] = i;
+    }
+    auto out = impl.run(plugins, now, selected, options);
     if (only_dirty) {
         for (std::uint32_t i : selected) impl.dirty_flag[i] = 0;
         impl.dirty_list.clear();
@@ -442,6 +530,16 @@ std::vector<LocalityResult> Engine::evaluate(const std::vector<LoadedPlugin>& pl
         impl.dirty_list.clear();
     }
     return out;
+}
+
+std::vector<LocalityResult> Engine::assess(const std::vector<LoadedPlugin>& plugins,
+                                           TimePoint now,
+                                           const std::vector<std::uint32_t>& localities,
+                                           const EvaluationOptions& options) {
+    for (std::uint32_t i : localities)
+        if (i >= impl_->localities.size())
+            throw std::out_of_range("Engine::assess: no locality " + std::to_string(i));
+    return impl_->run(plugins, now, localities, options);
 }
 
 }  // namespace ews

@@ -36,6 +36,9 @@ struct PluginCallStats {
 
 struct EvaluationOptions {
     std::chrono::milliseconds budget = unlimited_budget;  // per assess() call
+    // What the views answer to LocalityView::wants_evidence(): false lets plugins skip
+    // formatting evidence that will not be published.
+    bool evidence = true;
     // Called on the evaluating thread before any call into `plugin` (plugins are assessed
     // one after the other), and once after the last plugin. A crash marker uses them to name
     // the plugin whose code is running. Either may be empty.
@@ -77,7 +80,14 @@ public:
     // ordered by index. A hook's exception propagates; the dirty marks then stay.
     std::vector<LocalityResult> evaluate(const std::vector<LoadedPlugin>& plugins, TimePoint now,
                                          bool only_dirty, const EvaluationOptions& options = {});
-    // Returns: how each plugin's calls went in the last evaluate(), in the order given there.
+    // Assesses exactly `localities` (indices, ascending), as evaluate() does, leaving the
+    // dirty marks alone: for the evidence of the few localities an evaluation without it
+    // found something to publish about.
+    std::vector<LocalityResult> assess(const std::vector<LoadedPlugin>& plugins, TimePoint now,
+                                       const std::vector<std::uint32_t>& localities,
+                                       const EvaluationOptions& options = {});
+    // Returns: how each plugin's calls went in the last evaluate() or assess(), in the order
+    // given there.
     const std::vector<PluginCallStats>& last_call_stats() const;
 
 private:

@@ -256,8 +256,14 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
                 engine_.mark_dirty(i);
         }
     }
-    auto results = engine_.evaluate(plugins_.loaded, now, !full, evaluation_options());
+    // Plugins are asked for no evidence here: it is formatted again below only for the
+    // localities with an event to publish or hold, a small share of those assessed.
+    EvaluationOptions options = evaluation_options();
+    options.evidence = false;
+    auto results = engine_.evaluate(plugins_.loaded, now, !full, options);
     const auto failing = review_plugin_faults(engine_.last_call_stats());
+    std::size_t failed_assessments = 0;
+    for (const auto& st : engine_.last_call_stats()) failed_assessments += st.errors;
 
     const AlertingParams params = alerting_params(config_);
     std::vector<AlertState> changed;
@@ -270,6 +276,7 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
                                 : config_.publish;
     std::size_t repeated = 0;
 
+    std::vector<Eventful> eventful;
     for (auto& r : results) {
         const Locality& loc = engine_.locality(r.locality);
         Composite composite = compose(names, std::move(r.assessments), config_.weights);
@@ -285,7 +292,7 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
         reading.indicators.reserve(names.size());
         for (const auto& c : composite.contributions)
             reading.indicators.push_back({c.indicator, c.assessment.status, c.assessment.newest});
-        const auto result = advance(state, reading, now, params, covering(silences_, loc, now));
+        auto result = advance(state, reading, now, params, covering(silences_, loc, now));
         if (!result.advanced) {
             ++repeated;
             continue;
@@ -298,8 +305,16 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
         if (state == unchanged && result.published.empty() && result.held.empty()) continue;
         before.try_emplace(loc.id, old);
         changed.push_back(state);
+        if (!result.published.empty() || !result.held.empty())
+            eventful.push_back({r.locality, std::move(composite), std::move(result), &state});
+    }
+    results.clear();
+    add_evidence(eventful, now);
 
-        for (const auto& e : result.published) {
+    for (const Eventful& x : eventful) {
+        const Locality& loc = engine_.locality(x.locality);
+        const Composite& composite = x.composite;
+        for (const auto& e : x.result.published) {
             const std::vector<std::string> actions = playbook(config_, e, composite);
             for (const auto& ep : endpoints) {
                 if (!in_scope(loc.region, ep.scope)) continue;
@@ -311,11 +326,11 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
                 row.alert_id = about_alert(e.type) ? e.alert_id : std::string();
                 row.locality = loc.id;
                 row.payload = alert_payload(AlertMessage{row.seq, &e, &loc, &composite, &actions,
-                                                         &state, config_.min_cell});
+                                                         x.state, config_.min_cell});
                 rows.push_back(std::move(row));
             }
         }
-        for (const auto& e : result.held) {
+        for (const auto& e : x.result.held) {
             const std::vector<std::string> actions = playbook(config_, e, composite);
             HeldRow h;
             h.at = now;
@@ -325,7 +340,7 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
             h.reason = e.held;
             h.silence_id = e.silence_id;
             h.payload = alert_payload(
-                AlertMessage{0, &e, &loc, &composite, &actions, &state, config_.min_cell});
+                AlertMessage{0, &e, &loc, &composite, &actions, x.state, config_.min_cell});
             held.push_back(std::move(h));
         }
     }
@@ -369,9 +384,24 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
     last_eval_.localities_assessed = results.size();
     last_eval_.events = rows.size();
     last_eval_.full = full;
-    last_eval_.failed_assessments = 0;
-    for (const auto& st : engine_.last_call_stats()) last_eval_.failed_assessments += st.errors;
+    last_eval_.failed_assessments = failed_assessments;
     return rows;
+}
+
+void Pipeline::add_evidence(std::vector<Eventful>& eventful, TimePoint now) {
+    if (eventful.empty() || plugins_.loaded.empty()) return;
+    std::vector<std::uint32_t> localities;  // ascending, as the results were
+    localities.reserve(eventful.size());
+    for (const auto& x : eventful) localities.push_back(static_cast<std::uint32_t>(x.locality));
+    auto explained = engine_.assess(plugins_.loaded, now, localities, evaluation_options());
+    for (std::size_t k = 0; k < eventful.size(); ++k) {
+        Eventful& x = eventful[k];
+        for (std::size_t i : ews::add_evidence(x.composite, std::move(explained[k].assessments)))
+            spdlog::warn("plugin {} assessed locality {} differently when asked for its evidence "
+                         "(a plugin must return the same score, confidence, status, newest and "
+                         "floor either way); the event carries the first assessment",
+                         plugins_.loaded[i].name(), engine_.locality(x.locality).id);
+    }
 }
 
 EvaluationOptions Pipeline::evaluation_options() {

@@ -124,6 +124,18 @@ private:
         std::string reason;
     };
 
+    // A locality whose evaluation has events: its composite, made without evidence, waits
+    // for add_evidence().
+    struct Eventful {
+        std::size_t locality = 0;  // engine index
+        Composite composite;
+        AdvanceResult result;
+        AlertState* state = nullptr;  // in states_, whose nodes do not move
+    };
+    // Assesses the localities of `eventful` again, asking for evidence, and moves it into
+    // their composites; warns of a plugin that answers differently the second time.
+    void add_evidence(std::vector<Eventful>& eventful, TimePoint now);
+
     std::vector<std::string> outbox_endpoints() const;
     void quarantine_crashed_plugin();
     // Applies an ingest's committed rows to the engine. Returns: `out`.

@@ -93,4 +93,29 @@ Composite compose(const std::vector<std::string>& indicators,
     return compose_from(indicators, assessments, weights);
 }
 
+namespace {
+
+// Equal, counting two NaNs as equal: a plugin returning NaN twice answered the same.
+bool same_number(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+
+}  // namespace
+
+std::vector<std::size_t> add_evidence(Composite& composite,
+                                      std::vector<sdk::Assessment>&& explained) {
+    std::vector<std::size_t> differed;
+    const std::size_t n = std::min(composite.contributions.size(), explained.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        sdk::Assessment& to = composite.contributions[i].assessment;
+        sdk::Assessment& from = explained[i];
+        if (to.status != from.status || !same_number(to.score, from.score) ||
+            !same_number(to.confidence, from.confidence) || to.newest != from.newest ||
+            to.floor != from.floor) {
+            differed.push_back(i);
+            continue;
+        }
+        to.evidence = std::move(from.evidence);
+    }
+    return differed;
+}
+
 }  // namespace ews

@@ -167,6 +167,7 @@ public:
         a.confidence = clamp01(confidence);
         a.newest = *newest;
         if (any_sentinel) a.floor = sdk::Floor::watch;
+        if (!view.wants_evidence()) return a;
 
         const double ratio = observed / expected;
         std::string text = "severity-weighted incidents in the " + std::to_string(s.window_days) +

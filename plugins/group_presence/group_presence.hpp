@@ -110,6 +110,7 @@ public:
             return a;
         }
         a.score = clamp01(1 - std::exp(-total / s.scale));
+        if (!view.wants_evidence()) return a;  // the onset below only explains
 
         const Onset onset = find_onset(view, now, s);
 

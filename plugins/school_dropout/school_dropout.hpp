@@ -130,6 +130,7 @@ public:
         a.score = score;
         a.confidence = clamp01(confidence);
         a.newest = latest;
+        if (!view.wants_evidence()) return a;
 
         const std::int64_t m = own.pool.periods;
         const double usual = m > 0 ? own.pool.dropouts / own.pool.enrolled : 0.0;

@@ -36,6 +36,7 @@ public:
         a.confidence = earlier.size() >= 4 ? 0.9 : 0.5;  // a short history is weaker evidence
         a.newest = points.back().time;
         a.status = now - *a.newest > std::chrono::days{30} ? sdk::Status::stale : sdk::Status::ok;
+        if (!view.wants_evidence()) return a;  // SDK 1.1: skip what will not be published
         a.evidence.text = "example.count in the latest period against its earlier mean";
         a.evidence.values = {{"count", points.back().value, true},  // is_count: <min_cell hidden
                              {"usual", usual, true}};

@@ -162,6 +162,7 @@ def main():
         f.write(text.replace('policy = "partial"', 'policy = "partial"\nbind = "%s"' % ingest, 1))
     subscriber = producer = None
     started_at = time.monotonic()
+    markers_removed = 0  # crash markers left by kills inside a plugin call
     try:
         localities = ["K-%05d" % i for i in range(1, N + 1)]
         loc_csv = os.path.join(ws.dir, "localities.csv")
@@ -357,6 +358,15 @@ def main():
             ws.daemon.send_signal(signal.SIGKILL)
             ws.daemon.wait()
             ws.log.close()
+            # A kill that lands inside a plugin call leaves the crash marker, and the next
+            # start would quarantine the plugin (docs/plugin-guide.md: the daemon cannot tell
+            # an outside SIGKILL from a crash). This test kills from outside on purpose and is
+            # about data, not crash attribution (test_plugin_faults covers that): the marker
+            # is removed, as an operator who knows why the daemon died would do.
+            marker = os.path.join(ws.state, "plugin-call.marker")
+            if os.path.exists(marker):
+                os.unlink(marker)
+                markers_removed += 1
             acked, done = verify_store(label)
             print("%s: killed during %s %s; store intact, %d acknowledged rows present, %d spool files in "
                   "done/; at the round's start: last_seq %d, %d received live, %d filled by replay"
@@ -364,6 +374,8 @@ def main():
             if time.monotonic() - started_at > BUDGET_S:
                 print("time budget of %d s reached after %d rounds" % (BUDGET_S, r + 1))
                 break
+        print("crash markers left by a kill inside a plugin call, removed before the restart: %d"
+              % markers_removed)
 
         # Final: a clean run drains the spool; the subscriber's gaps are filled once more.
         start("final start")

@@ -51,6 +51,10 @@ def check_alert(topic, payload):
         ev = c["evidence"]
         if not isinstance(ev.get("text"), str) or not isinstance(ev.get("values"), dict):
             fail("evidence must be {text, values}: %s" % ev)
+        # The daemon assesses without evidence and asks again for what it publishes: an
+        # indicator that scored must explain itself in every event.
+        if c["status"] in ("ok", "stale") and (not ev["text"] or not ev["values"]):
+            fail("contribution of %s scored but carries no evidence: %s" % (c["indicator"], c))
         for name, v in ev["values"].items():
             if not (isinstance(v, (int, float)) or (isinstance(v, str) and v.startswith("<"))):
                 fail("evidence value %s=%r is neither a number nor a suppressed count" % (name, v))

@@ -3,6 +3,7 @@
 #include "engine.hpp"
 #include "ingest.hpp"
 #include "plugin_checks.hpp"
+#include "scorer.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -437,6 +438,21 @@ int run_plugin_test(const PluginTestOptions& o, std::ostream& out, std::ostream&
                                })->time;
     }
     const auto results = engine.evaluate(set.loaded, now, false);
+    // The daemon assesses every locality without asking for evidence and asks again, with
+    // it, for what it publishes (LocalityView::wants_evidence): a plugin must give the same
+    // assessment either way.
+    EvaluationOptions unexplained;
+    unexplained.evidence = false;
+    const auto quiet = engine.evaluate(set.loaded, now, false, unexplained);
+    for (std::size_t k = 0; k < results.size() && k < quiet.size(); ++k) {
+        Composite c = compose({name}, quiet[k].assessments, {});
+        if (add_evidence(c, std::vector<sdk::Assessment>(results[k].assessments)).empty())
+            continue;
+        err << "plugin " << name << " assesses locality " << engine.locality(k).id
+            << " differently when not asked for its evidence (wants_evidence() false): score, "
+               "confidence, status, newest and floor must not depend on it\n";
+        rejected = true;
+    }
 
     if (o.format == "json") {
         nlohmann::json j;

@@ -34,7 +34,7 @@ namespace ews::sdk {
 inline constexpr std::uint32_t abi_version = 1;
 // Semantic version of the SDK the plugin was built against.
 inline constexpr std::uint32_t version_major = 1;
-inline constexpr std::uint32_t version_minor = 0;
+inline constexpr std::uint32_t version_minor = 1;
 
 using TimePoint = std::chrono::sys_seconds;  // UTC, one-second resolution
 
@@ -68,6 +68,14 @@ public:
     virtual std::size_t neighbour_count() const = 0;
     // Returns: the i-th neighbour's view, cut at the same now(). i < neighbour_count().
     virtual const LocalityView& neighbour(std::size_t i) const = 0;
+    // SDK 1.1. False when the host will not use the evidence of this assessment: the daemon
+    // assesses every locality at every evaluation but publishes few, and asks again, with
+    // true, for the localities whose alerts produce an event. A plugin may then leave
+    // `evidence` empty and skip formatting it; everything else it returns (score,
+    // confidence, status, newest, floor) must be the same either way. A plugin that ignores
+    // this stays correct. (Added at the end of the class: plugins built against SDK 1.0 keep
+    // working; a plugin that calls it needs a 1.1 host, which the version check ensures.)
+    virtual bool wants_evidence() const { return true; }
 };
 
 enum class Status { ok, stale, no_data, error };

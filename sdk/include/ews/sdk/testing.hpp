@@ -44,12 +44,15 @@ public:
     class View final : public LocalityView {
     public:
         // Neighbours' own views show no neighbours (one hop, as the daemon's spill-over needs).
-        View(const MemoryLocality& loc, TimePoint now, bool with_neighbours = true)
-            : loc_(loc), now_(now) {
+        // With `evidence` false the view asks for no evidence (wants_evidence()), as the
+        // daemon does when it assesses every locality.
+        View(const MemoryLocality& loc, TimePoint now, bool with_neighbours = true,
+             bool evidence = true)
+            : loc_(loc), now_(now), evidence_(evidence) {
             info_ = {loc.id_, loc.name_, loc.region_, loc.population_};
             if (with_neighbours)
                 for (auto* n : loc.neighbours_)
-                    neighbours_.push_back(std::make_unique<View>(*n, now, false));
+                    neighbours_.push_back(std::make_unique<View>(*n, now, false, evidence));
         }
         const LocalityInfo& info() const override { return info_; }
         TimePoint now() const override { return now_; }
@@ -69,16 +72,21 @@ public:
         }
         std::size_t neighbour_count() const override { return neighbours_.size(); }
         const LocalityView& neighbour(std::size_t i) const override { return *neighbours_.at(i); }
+        bool wants_evidence() const override { return evidence_; }
 
     private:
         const MemoryLocality& loc_;
         TimePoint now_;
+        bool evidence_ = true;
         LocalityInfo info_;
         std::vector<std::unique_ptr<View>> neighbours_;
     };
 
-    // Returns: a view cut at `now`; it refers to this object, which must outlive it.
-    View view(TimePoint now) const { return View(*this, now); }
+    // Returns: a view cut at `now`; it refers to this object, which must outlive it. With
+    // `evidence` false the view asks for no evidence (see LocalityView::wants_evidence).
+    View view(TimePoint now, bool evidence = true) const {
+        return View(*this, now, true, evidence);
+    }
 
 private:
     std::string id_, name_, region_;
