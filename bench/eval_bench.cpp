@@ -8,11 +8,14 @@
 //   full, ewsd:      ews::Engine::evaluate(plugins, now, only_dirty = false) with the three
 //                    shipped plugins (school_dropout, community_incidents, group_presence)
 //                    loaded by ews::load_plugins from the built plugin directory with their
-//                    default parameters; and the same followed by what the daemon adds per
-//                    locality on its main thread (Pipeline::evaluate): ews::compose and
-//                    ews::advance (the alert lifecycle) for every result, then releasing the
-//                    results. The alert states are kept in a vector by locality index
-//                    (the daemon keeps a map by id).
+//                    default parameters, asked for no evidence (LocalityView::
+//                    wants_evidence() false) as the daemon asks; and the same followed by
+//                    what the daemon adds on its main thread (Pipeline::evaluate):
+//                    ews::compose and ews::advance (the alert lifecycle) for every result,
+//                    then, for the localities with events, Engine::assess asking for
+//                    evidence and ews::add_evidence, then releasing the results. The alert
+//                    states are kept in a vector by locality index (the daemon keeps a map
+//                    by id).
 //   full, reference: one plain pass, on one thread, over the same data held in plain vectors
 //                    (not through the LocalityView interface): the same sdk::Point values,
 //                    series of one locality and kind contiguous, every series of every

@@ -156,24 +156,6 @@ struct Windows {
         return {};
     }
 
-    // Asks the CPU to start loading the points of locality `index` and of its neighbours,
-    // which a plugin is about to read: each locality is a block of its own, so the hardware
-    // prefetcher cannot guess the next one, and evaluation would otherwise wait on memory at
-    // the start of every series. Reads the neighbours' tables, so called a few localities
-    // ahead.
-    void prefetch(std::uint32_t index) const {
-        auto block = [](const LocalityData& d) {
-            const auto* bytes = reinterpret_cast<const char*>(d.points.data());
-            const std::size_t size = std::min<std::size_t>(d.points.size() * sizeof(sdk::Point),
-                                                           prefetch_bytes);
-            for (std::size_t at = 0; at < size; at += 64) __builtin_prefetch(bytes + at);
-        };
-        const LocalityData& d = localities[index];
-        block(d);
-        for (std::uint32_t n : d.neighbours) block(localities[n]);
-    }
-    static constexpr std::size_t prefetch_bytes = 8192;
-
     // Inserts or replaces point `p` of series `kind` in `d`.
     // Returns: true when a point was added, false when one with the same key was replaced.
     bool upsert(LocalityData& d, KindId kind, const sdk::Point& p) {
@@ -309,10 +291,7 @@ void assess_range(const Windows& impl, const LoadedPlugin& plugin, std::size_t c
                   std::vector<LocalityResult>& out, PluginCallStats& stats) {
     KindCache kinds(impl);
     EngineView view(impl, now, kinds, evidence);
-    constexpr std::size_t ahead = 2;  // localities between a prefetch and its use
-    for (std::size_t k = begin; k < std::min(end, begin + ahead); ++k) impl.prefetch(selected[k]);
     for (std::size_t k = begin; k < end; ++k) {
-        if (k + ahead < end) impl.prefetch(selected[k + ahead]);
         view.reset(selected[k], true);
         CallFault fault = CallFault::none;
         sdk::Assessment& a = out[k].assessments[column];
