@@ -193,25 +193,24 @@ struct Windows {
 
 // Kind names a worker's plugin asked for, with their ids (or none, for a kind the engine
 // has never seen): a plugin passes the same few names (mostly string literals) for every
-// locality, so the address and length of the name usually find the entry, and a compare
-// with the entry's copy of the name confirms it (a plugin may reuse one buffer for several
-// names). A miss hashes the name once. Lives for one evaluation, during which no kind is
+// locality, so the address of the name finds its entry, and a compare with the entry's
+// copy of the name confirms it (a plugin may reuse one buffer for several names). A miss
+// hashes the name once. Lives for one evaluation, during which no kind is
 // added.
 class KindCache {
 public:
     explicit KindCache(const Windows& impl) : impl_(impl) {}
 
     std::optional<KindId> find(std::string_view kind) {
-        for (const Entry& e : entries_) {
-            if (e.data == kind.data() && e.name == kind) return e.id;
-        }
-        const auto id = impl_.find_kind(kind);
-        Entry& e = entries_[next_];
+        // Direct-mapped by the name's address: one entry to look at.
+        const auto slot = (reinterpret_cast<std::uintptr_t>(kind.data()) >> 3 ^ kind.size()) %
+                          entries_.size();
+        Entry& e = entries_[slot];
+        if (e.data == kind.data() && e.name == kind) return e.id;
         e.data = kind.data();
         e.name.assign(kind);
-        e.id = id;
-        next_ = (next_ + 1) % entries_.size();
-        return id;
+        e.id = impl_.find_kind(kind);
+        return e.id;
     }
 
 private:
@@ -221,8 +220,7 @@ private:
         std::optional<KindId> id;
     };
     const Windows& impl_;
-    std::array<Entry, 16> entries_{};
-    std::size_t next_ = 0;
+    std::array<Entry, 64> entries_{};
 };
 
 // A locality's data cut at `now`. Neighbours' views carry no neighbours of their own (one

@@ -253,13 +253,15 @@ private:
                     const double c = factors[r] * std::clamp(p.value, 0.0, 1.0) *
                                      std::max(p.weight, 0.0) * std::exp2(-age / half_life);
                     auto m = std::find_if(bucket.begin(), bucket.end(), [&](const Merged& x) {
-                        return x.source == p.source && x.run == r;
+                        return x.run == r && same_source(x.source, p.source);
                     });
                     if (m == bucket.end())
                         bucket.push_back({p.source, r, c});
                     else
                         m->contribution = std::max(m->contribution, c);
-                    if (std::find(sources.begin(), sources.end(), p.source) == sources.end())
+                    if (std::none_of(sources.begin(), sources.end(), [&](std::string_view x) {
+                            return same_source(x, p.source);
+                        }))
                         sources.push_back(p.source);
                     if (!e.newest || p.time > *e.newest) e.newest = p.time;
                 }
@@ -270,7 +272,7 @@ private:
                 sum += m->contribution;
                 if (m->contribution > 0 &&
                     std::none_of(bucket.begin(), m, [&](const Merged& x) {
-                        return x.source == m->source && x.contribution > 0;
+                        return x.contribution > 0 && same_source(x.source, m->source);
                     }))
                     ++independent;
             }
@@ -283,6 +285,12 @@ private:
         }
         e.sources = static_cast<std::int64_t>(sources.size());
         return e;
+    }
+
+    // Returns: a == b. The daemon interns source names, so equal names usually share their
+    // storage and the characters need no compare.
+    static bool same_source(std::string_view a, std::string_view b) {
+        return a.size() == b.size() && (a.data() == b.data() || a == b);
     }
 
     // Onset: the earliest positive own report within onset_days follows at least quiet_days

@@ -333,11 +333,12 @@ private:
         }
         const double log_k = std::log(s.trend_ratio);
         Cusum c;
+        EnrolmentCursor in_force(enrolled);
         for (std::size_t i = first; i < dropouts.size();) {
             const sdk::TimePoint t = dropouts[i].time;
             double d = 0;
             for (; i < dropouts.size() && dropouts[i].time == t; ++i) d += dropouts[i].value;
-            const double n = enrolment_in_force(enrolled, t);
+            const double n = in_force.at(t);
             if (!(n > 0)) continue;
             double expected = latest_expected;
             if (i < dropouts.size()) {
@@ -375,6 +376,49 @@ private:
         return sum_at(enrolled, at);
     }
 
+    // enrolment_in_force() at times that do not decrease, walking `enrolled` forward once
+    // instead of searching it for every period (a pool asks for every period of a year, and
+    // the CUSUM pools again for each of its periods).
+    class EnrolmentCursor {
+    public:
+        explicit EnrolmentCursor(std::span<const sdk::Point> enrolled) : enrolled_(enrolled) {}
+
+        // Returns: enrolment_in_force(enrolled, t). `enrolled` is not empty; t is not
+        // earlier than at the previous call.
+        double at(sdk::TimePoint t) {
+            if (!started_) {  // one search to the first period, then forward steps
+                next_ = static_cast<std::size_t>(
+                    std::upper_bound(enrolled_.begin(), enrolled_.end(), t,
+                                     [](sdk::TimePoint x, const sdk::Point& p) { return x < p.time; }) -
+                    enrolled_.begin());
+                started_ = true;
+            }
+            while (next_ < enrolled_.size() && enrolled_[next_].time <= t) ++next_;
+            // In force: the newest time at or before t, else the earliest.
+            const sdk::TimePoint at = next_ == 0 ? enrolled_.front().time : enrolled_[next_ - 1].time;
+            if (!has_sum_ || at != sum_time_) {
+                // The points at `at` end just before next_ (or start the series): find their
+                // first and add them up in order, as sum_at() does.
+                std::size_t first = next_ == 0 ? 0 : next_ - 1;
+                while (first > 0 && enrolled_[first - 1].time == at) --first;
+                sum_ = 0;
+                for (std::size_t i = first; i < enrolled_.size() && enrolled_[i].time == at; ++i)
+                    sum_ += enrolled_[i].value;
+                sum_time_ = at;
+                has_sum_ = true;
+            }
+            return sum_;
+        }
+
+    private:
+        std::span<const sdk::Point> enrolled_;
+        std::size_t next_ = 0;  // the first point after the last t
+        bool started_ = false;
+        bool has_sum_ = false;
+        sdk::TimePoint sum_time_{};
+        double sum_ = 0;
+    };
+
     // The points with from <= time < to.
     static std::span<const sdk::Point> from_to(std::span<const sdk::Point> s, sdk::TimePoint from,
                                                sdk::TimePoint to) {
@@ -401,11 +445,12 @@ private:
     static Pool pool(std::span<const sdk::Point> run, std::span<const sdk::Point> enrolled) {
         Pool p;
         if (run.empty() || enrolled.empty()) return p;
+        EnrolmentCursor in_force(enrolled);
         for (auto it = run.begin(); it != run.end();) {
             const sdk::TimePoint t = it->time;
             double d = 0;
             for (; it != run.end() && it->time == t; ++it) d += it->value;
-            const double n = enrolment_in_force(enrolled, t);
+            const double n = in_force.at(t);
             if (!(n > 0)) continue;
             p.dropouts += d;
             p.enrolled += n;
