@@ -700,6 +700,7 @@ void member_places(std::string_view line, std::vector<MemberPlace>& out) {
         ++i;
     };
     auto skip_value = [&] {
+        if (i >= n) return;
         if (line[i] == '"') return skip_string();
         if (line[i] == '{' || line[i] == '[') {
             int depth = 0;
@@ -717,6 +718,8 @@ void member_places(std::string_view line, std::vector<MemberPlace>& out) {
         }
         while (i < n && line[i] != ',' && line[i] != '}' && !is_json_space(line[i])) ++i;
     };
+    // nlohmann skips a UTF-8 byte order mark before the value, so a line may start with one.
+    if (line.starts_with("\xEF\xBB\xBF")) i = 3;
     space();
     ++i;  // '{'
     for (;;) {

@@ -650,6 +650,21 @@ TEST_CASE("JSON Lines: CRLF, BOM, blank lines, long lines and empty files", "[in
     CHECK(crlf.data_rows == 3);
     CHECK(crlf.rows.size() == 1);
 
+    // A BOM at the start of a later line (files joined with cat): the JSON parser skips it,
+    // and so does the walk that locates members (it read past the line's end before; found
+    // by fuzzing, tests/data/fuzz-regressions/jsonl/crash_bom_in_line). It counts as one character.
+    auto joined = parse_jsonl(good_jsonl + "\n\xEF\xBB\xBF" +
+                              R"({"locality":"KE-999","time":"2026-01-05","kind":"school.dropouts","value":3})" +
+                              "\n\xEF\xBB\xBF" +
+                              R"({"kind":"school.enrolled","value":90,"time":"2026-02-01","locality":"KE-001"})" +
+                              "\n\xEF\xBB\xBF" + R"({"locality":)");
+    REQUIRE(joined.errors.size() == 2);
+    CHECK(joined.errors[0].format() == "obs.jsonl:2:14: unknown locality 'KE-999'");
+    CHECK(joined.errors[1].line == 4);
+    REQUIRE(joined.rows.size() == 2);
+    CHECK(joined.rows[1].value == 90);
+    CHECK(joined.rows[1].time == *parse_time("2026-02-01"));
+
     auto longer = parse_jsonl(good_jsonl + "\n{\"source\":\"" +
                               std::string(max_jsonl_line_bytes, 'x') + "\"}\n" + good_jsonl);
     REQUIRE(longer.errors.size() == 1);
