@@ -93,7 +93,12 @@ def main():
         before_stop = replay_all(ws.query)
         rc, took = ws.stop(timeout=5)
         check(rc == 0 and took <= 5, "SIGTERM: exit status %s after %.2f s" % (rc, took))
-        receive(1)
+        # What was published before the stop is on its way: wait for it (on a loaded machine
+        # one second was not always enough), up to 10 s.
+        deadline = time.time() + 10
+        while len(received) < len(before_stop) and time.time() < deadline:
+            receive(0.2)
+        receive(0.5)  # and anything beyond it, which the checks below would catch
 
         seqs = [p["seq"] for p in received]
         outbox = [e["payload"] for e in before_stop]
