@@ -308,7 +308,6 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
         if (!result.published.empty() || !result.held.empty())
             eventful.push_back({r.locality, std::move(composite), std::move(result), &state});
     }
-    results.clear();
     add_evidence(eventful, now);
 
     for (const Eventful& x : eventful) {

@@ -100,20 +100,22 @@ bool same_number(double a, double b) { return a == b || (std::isnan(a) && std::i
 
 }  // namespace
 
+bool same_but_evidence(const sdk::Assessment& a, const sdk::Assessment& b) {
+    return a.status == b.status && same_number(a.score, b.score) &&
+           same_number(a.confidence, b.confidence) && a.newest == b.newest && a.floor == b.floor;
+}
+
 std::vector<std::size_t> add_evidence(Composite& composite,
                                       std::vector<sdk::Assessment>&& explained) {
     std::vector<std::size_t> differed;
     const std::size_t n = std::min(composite.contributions.size(), explained.size());
     for (std::size_t i = 0; i < n; ++i) {
         sdk::Assessment& to = composite.contributions[i].assessment;
-        sdk::Assessment& from = explained[i];
-        if (to.status != from.status || !same_number(to.score, from.score) ||
-            !same_number(to.confidence, from.confidence) || to.newest != from.newest ||
-            to.floor != from.floor) {
+        if (!same_but_evidence(to, explained[i])) {
             differed.push_back(i);
             continue;
         }
-        to.evidence = std::move(from.evidence);
+        to.evidence = std::move(explained[i].evidence);
     }
     return differed;
 }

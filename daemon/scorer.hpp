@@ -42,11 +42,16 @@ Composite compose(const std::vector<std::string>& indicators,
                   std::vector<sdk::Assessment>&& assessments,
                   const std::map<std::string, double>& weights);
 
+// Returns: true when `a` and `b` agree on everything but their evidence: status, score,
+// confidence, newest and floor (two NaNs count as the same number). A plugin must answer
+// the same whether or not it is asked for evidence (LocalityView::wants_evidence).
+bool same_but_evidence(const sdk::Assessment& a, const sdk::Assessment& b);
+
 // Moves the evidence of `explained` (the same plugins' assessments of the same locality,
 // asked for evidence) into the contributions of `composite`, composed from assessments made
-// without it. An assessment that differs from its contribution in anything but the evidence
-// (status, score, confidence, newest or floor: a plugin whose result depends on being asked,
-// or one that failed the second time) leaves that contribution as it was.
+// without it. An assessment that is not same_but_evidence() as its contribution (a plugin
+// whose result depends on being asked, or one that failed the second time) leaves that
+// contribution as it was.
 // Returns: the indices of the contributions that differed.
 std::vector<std::size_t> add_evidence(Composite& composite,
                                       std::vector<sdk::Assessment>&& explained);

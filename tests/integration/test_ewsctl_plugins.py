@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 
-from harness import EWSCTL, PLUGINS, Workspace, check, fail
+from harness import EWSCTL, FIXTURES, PLUGINS, Workspace, check, fail
 
 SHIPPED = {
     "community_incidents": ["weights", "window_days", "sentinels"],
@@ -147,6 +147,17 @@ def plugin_test_scores_rising_above_quiet():
         r = subprocess.run([EWSCTL, "plugin-test", "group_presence", "--localities", localities,
                             "--data", data], capture_output=True, text=True)
         check(r.returncode == 2, "a plugin name without --config is a usage error")
+
+        # A plugin whose score depends on being asked for evidence breaks what the daemon
+        # relies on (it assesses without evidence and asks again only for events).
+        with open(data, "w") as f:
+            f.write("locality,time,kind,value\nRISE,2026-03-02,test.signal,5\n")
+        r = subprocess.run([EWSCTL, "plugin-test", os.path.join(FIXTURES, "fixture_evidence_dependent.so"),
+                            "--localities", localities, "--data", data], capture_output=True, text=True)
+        check(r.returncode == 1 and "assesses locality RISE differently when not asked for its evidence"
+              in r.stderr and "QUIET" not in r.stderr and "RISE" in r.stdout,
+              "plugin-test names the locality a plugin assesses differently without evidence, exit 1: %s"
+              % r.stderr.strip())
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -8,7 +8,12 @@
 #include <chrono>
 #include <functional>
 #include <limits>
+#include <map>
 #include <mutex>
+#include <random>
+#include <set>
+#include <tuple>
+#include <algorithm>
 #include <string>
 #include <thread>
 
@@ -435,4 +440,61 @@ TEST_CASE("evaluate holds each call to the budget", "[engine]") {
     CHECK(stats.calls == 2);
     CHECK(stats.errors == 1);
     CHECK(stats.slow == 1);
+}
+
+TEST_CASE("every series reads back as a plain model of the upserts, whatever their order",
+          "[engine]") {
+    // A locality keeps all its series in one block (kind name order, each by time and
+    // source), so a point added to an early series moves the later ones: checked against a
+    // map of every key, over rows of several kinds arriving in random order and batches,
+    // with repeated keys, new kinds between existing ones, and cuts at several times.
+    using Key = std::tuple<std::string, sdk::TimePoint, std::string>;  // kind, time, source
+    std::map<std::string, std::map<Key, double>> model;                // by locality
+    Engine e;
+    e.set_localities({place("A", {"B"}), place("B", {"A"}), place("C")});
+    std::mt19937_64 rng(11);
+    const char* kinds[] = {"m.kind", "a.kind", "z.kind", "f.kind", "incident.x", "incident.b"};
+    const char* sources[] = {"s1", "s2", "s3"};
+    const char* localities[] = {"A", "B", "C"};
+    for (int batch = 0; batch < 40; ++batch) {
+        std::vector<Observation> rows;
+        for (int i = 0; i < 25; ++i) {
+            Observation o = obs(localities[rng() % 3], day(2026, 1, 1) + std::chrono::days{int(rng() % 60)},
+                                kinds[rng() % (batch < 10 ? 3 : 6)], double(rng() % 1000), sources[rng() % 3]);
+            model[o.locality][{o.kind, o.time, o.source}] = o.value;  // a later row wins
+            rows.push_back(std::move(o));
+        }
+        e.apply(rows);
+    }
+    std::size_t total = 0;
+    for (const auto& [l, points] : model) total += points.size();
+    CHECK(e.observation_count() == total);
+
+    for (const auto now : {day(2026, 1, 1), day(2026, 1, 20), day(2026, 3, 30)}) {
+        std::map<std::string, std::map<Key, double>> seen;
+        std::map<std::string, std::vector<std::string>> listed;
+        inspect(e, now, [&](const sdk::LocalityView& v) {
+            const std::string id(v.info().id);
+            for (auto kind : v.kinds("")) {
+                listed[id].emplace_back(kind);
+                const auto points = v.series(kind);
+                CHECK(std::is_sorted(points.begin(), points.end(), [](const auto& a, const auto& b) {
+                    return a.time < b.time || (a.time == b.time && a.source < b.source);
+                }));
+                for (const auto& p : points)
+                    seen[id][{std::string(kind), p.time, std::string(p.source)}] = p.value;
+            }
+        });
+        for (const char* id : localities) {
+            std::map<Key, double> expected;
+            std::set<std::string> kinds_expected;
+            for (const auto& [key, value] : model[id]) {
+                if (std::get<1>(key) > now) continue;
+                expected[key] = value;
+                kinds_expected.insert(std::get<0>(key));
+            }
+            CHECK(seen[id] == expected);
+            CHECK(listed[id] == std::vector<std::string>(kinds_expected.begin(), kinds_expected.end()));
+        }
+    }
 }

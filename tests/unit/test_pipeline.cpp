@@ -318,6 +318,8 @@ TEST_CASE("an incremental evaluation in the second of the last one takes only ne
 
     Pipeline p(config);
     CHECK(p.evaluate(t0, true).empty());  // every locality evaluated at t0, nothing to say
+    CHECK(p.last_evaluation().localities_assessed == 3);
+    CHECK(p.last_evaluation().full);
     const auto t1 = t0 + std::chrono::seconds(1);
     REQUIRE(p.ingest(tmp.path / "high.csv", t1).committed);
     CHECK(events_of(p.evaluate(t1, false), "all") ==
@@ -328,6 +330,7 @@ TEST_CASE("an incremental evaluation in the second of the last one takes only ne
     // neighbour) were evaluated at t1 already and stay marked for the next second.
     REQUIRE(p.ingest(tmp.path / "more.csv", t1).committed);
     CHECK(events_of(p.evaluate(t1, false), "all") == std::vector<std::string>{"C:raised:critical"});
+    CHECK(p.last_evaluation().localities_assessed == 1);  // status and the log report it
     CHECK(p.engine().dirty_count() == 2);
     // Still the same second: nothing more, nothing lost.
     CHECK(p.evaluate(t1, false).empty());
