@@ -66,10 +66,12 @@ public:
         sdk::Assessment a;
         const sdk::TimePoint lookback_start = now - days(s.lookback_days);
 
-        const Exposure own = exposure(view, now, s.half_life_days);
+        const Series own_series = series_of(view, now);
+        const Exposure own = exposure(own_series, now, s.half_life_days);
         Exposure spill_sum;
         for (std::size_t i = 0; i < view.neighbour_count(); ++i) {
-            const Exposure e = exposure(view.neighbour(i), now, s.spill_half_life_days);
+            const Exposure e =
+                exposure(series_of(view.neighbour(i), now), now, s.spill_half_life_days);
             spill_sum.value += e.value;
             spill_sum.reports += e.reports;
             if (e.newest && (!spill_sum.newest || *e.newest > *spill_sum.newest))
@@ -80,8 +82,7 @@ public:
 
         // The locality's own newest point at any age, for the no-report-in-lookback case.
         std::optional<sdk::TimePoint> own_newest_ever;
-        for (auto kind : {report_kind, recruitment_kind}) {
-            const auto points = visible(view.series(kind), now);
+        for (const auto& points : own_series) {
             if (!points.empty() && (!own_newest_ever || points.back().time > *own_newest_ever))
                 own_newest_ever = points.back().time;
         }
@@ -204,28 +205,40 @@ private:
         };
     }
 
+    // A locality's presence.report and presence.recruitment_activity points up to now, in
+    // that order.
+    using Series = std::array<std::span<const sdk::Point>, 2>;
+
+    static Series series_of(const sdk::LocalityView& view, sdk::TimePoint now) {
+        return {visible(view.series(report_kind), now), visible(view.series(recruitment_kind), now)};
+    }
+
     // Exposure of one locality. Reports in the lookback are grouped into buckets of
     // corroboration_days. In a bucket, one source's reports of one kind count once, with the
     // largest contribution c = factor * value * weight * 2^(-age / half_life); the bucket's
     // sum of them is multiplied by 1 + corroboration_bonus * (s - 1), where s is the number
     // of distinct sources in the bucket (either kind) with c > 0. The exposure is the sum
     // over buckets.
-    Exposure exposure(const sdk::LocalityView& view, sdk::TimePoint now, double half_life) const {
+    Exposure exposure(const Series& series, sdk::TimePoint now, double half_life) const {
         const Settings& s = settings_;
         const sdk::TimePoint lookback_start = now - days(s.lookback_days);
-        const auto in_lookback = [&](std::string_view kind) {
-            const auto points = visible(view.series(kind), now);
-            auto first = std::upper_bound(
-                points.begin(), points.end(), lookback_start,
-                [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
-            return std::span<const sdk::Point>(first, points.end());
-        };
         // Run 0 is presence.report, run 1 presence.recruitment_activity; each is ordered by
         // time, so a bucket is one contiguous stretch of each, and the two are walked together.
-        const std::array<std::span<const sdk::Point>, 2> runs{in_lookback(report_kind),
-                                                              in_lookback(recruitment_kind)};
-        const std::array<double, 2> factors{1.0, s.recruitment_factor};
-        std::array<std::size_t, 2> at{0, 0};
+        struct Run {
+            std::span<const sdk::Point> points;  // those in the lookback
+            double factor;
+            std::size_t at = 0;       // the next point
+            std::int64_t bucket = 0;  // the next point's bucket, when there is one
+        };
+        std::array<Run, 2> runs{Run{{}, 1.0}, Run{{}, s.recruitment_factor}};
+        for (std::size_t r = 0; r < runs.size(); ++r) {
+            auto first = std::upper_bound(
+                series[r].begin(), series[r].end(), lookback_start,
+                [](sdk::TimePoint t, const sdk::Point& p) { return t < p.time; });
+            runs[r].points = std::span<const sdk::Point>(first, series[r].end());
+            if (!runs[r].points.empty())
+                runs[r].bucket = bucket_of(runs[r].points.front().time, s.corroboration_days);
+        }
 
         struct Merged {
             std::string_view source;
@@ -237,20 +250,18 @@ private:
         boost::container::small_vector<Merged, 8> bucket;
         for (;;) {
             std::optional<std::int64_t> b;
-            for (std::size_t r = 0; r < runs.size(); ++r)
-                if (at[r] < runs[r].size()) {
-                    const std::int64_t next = bucket_of(runs[r][at[r]].time, s.corroboration_days);
-                    if (!b || next < *b) b = next;
-                }
+            for (const Run& run : runs)
+                if (run.at < run.points.size() && (!b || run.bucket < *b)) b = run.bucket;
             if (!b) break;
             bucket.clear();
             for (std::size_t r = 0; r < runs.size(); ++r) {
-                for (; at[r] < runs[r].size() &&
-                       bucket_of(runs[r][at[r]].time, s.corroboration_days) == *b;
-                     ++at[r]) {
-                    const sdk::Point& p = runs[r][at[r]];
+                Run& run = runs[r];
+                for (; run.at < run.points.size() && run.bucket == *b;) {
+                    const sdk::Point& p = run.points[run.at];
+                    if (++run.at < run.points.size())
+                        run.bucket = bucket_of(run.points[run.at].time, s.corroboration_days);
                     const double age = days_between(now, p.time);
-                    const double c = factors[r] * std::clamp(p.value, 0.0, 1.0) *
+                    const double c = run.factor * std::clamp(p.value, 0.0, 1.0) *
                                      std::max(p.weight, 0.0) * std::exp2(-age / half_life);
                     auto m = std::find_if(bucket.begin(), bucket.end(), [&](const Merged& x) {
                         return x.run == r && same_source(x.source, p.source);

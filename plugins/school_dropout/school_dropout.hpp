@@ -11,6 +11,7 @@
 
 #include "../plugin_support.hpp"
 
+#include <boost/container/small_vector.hpp>
 #include <boost/math/distributions/binomial.hpp>
 
 #include <algorithm>
@@ -18,7 +19,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <iterator>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -75,9 +75,14 @@ public:
             return a;
         }
 
-        const sdk::TimePoint latest = dropouts.back().time;
-        const double d = sum_at(dropouts, latest);
-        const double n = enrolment_in_force(enrolled, latest);
+        // The locality's own periods, read once: its usual rate is pooled over them for the
+        // latest period and again for each period of the CUSUM.
+        Periods own_periods;
+        periods_of(dropouts, enrolled, dropouts.front().time, own_periods);
+        const std::span<const Period> periods(own_periods.data(), own_periods.size());
+        const sdk::TimePoint latest = periods.back().time;
+        const double d = periods.back().dropouts;
+        const double n = periods.back().enrolled;
         if (!(n > 0)) {
             a.evidence.text = "enrolment for the latest period is zero, so no dropout rate";
             return a;
@@ -85,17 +90,24 @@ public:
 
         // The usual rate: the same time of year in earlier years when there are enough such
         // periods, else the trailing window.
-        const Baseline own = baseline_at(dropouts, enrolled, latest, s);
+        const Baseline own = baseline_at(periods, latest, s);
 
         // Prior: the neighbours' pooled rate over the same baseline periods, itself shrunk
         // toward prior_rate so that one small neighbour cannot set it alone. The neighbours
         // are the region as a plugin sees it.
         Pool near;
+        Periods theirs;
         for (std::size_t i = 0; i < view.neighbour_count(); ++i) {
             const auto& nb = view.neighbour(i);
-            near.add(baseline_pool(visible(nb.series("school.dropouts"), now),
-                                   visible(nb.series("school.enrolled"), now), latest,
-                                   own.seasonal, s));
+            const auto nb_dropouts = visible(nb.series("school.dropouts"), now);
+            const auto nb_enrolled = visible(nb.series("school.enrolled"), now);
+            if (nb_dropouts.empty() || nb_enrolled.empty()) continue;  // an empty pool
+            // Only the periods the pool can reach: from the oldest window on.
+            const sdk::TimePoint from =
+                own.seasonal ? latest - s.season_years * year_length - days(s.season_window_days)
+                             : latest - days(s.baseline_days);
+            periods_of(nb_dropouts, nb_enrolled, from, theirs);
+            near.add(baseline_pool({theirs.data(), theirs.size()}, latest, own.seasonal, s));
         }
         const double k = s.prior_strength;
         const bool prior_from_neighbours = near.enrolled > 0;
@@ -113,7 +125,7 @@ public:
         const double level = std::min((ratio - 1) / (s.full_ratio - 1), surprise);
         // The level misses a rise spread over several periods (each one raises the usual rate
         // of the next, and none alone is surprising); the CUSUM adds those periods up.
-        const Cusum cusum = trend_cusum(dropouts, enrolled, p0, base_s, s);
+        const Cusum cusum = trend_cusum(periods, p0, base_s, s);
         const double trend = std::min(1.0, cusum.sum / s.trend_h);
         const double score = clamp01(std::max(level, trend));
 
@@ -231,6 +243,16 @@ private:
         std::int64_t periods = 0;  // periods since S was last 0 (0 when S is 0)
     };
 
+    // One dropout period: the dropouts reported at one time (several sources at one time
+    // summed in order, being parts of the locality) and the enrolment in force then.
+    struct Period {
+        sdk::TimePoint time;
+        double dropouts = 0;
+        double enrolled = 0;
+    };
+    // A year of monthly periods and more fit without an allocation.
+    using Periods = boost::container::small_vector<Period, 40>;
+
     // The mean length of the Gregorian year, 365.2425 days, in seconds: a period one year back
     // stays at the same point of the school year over decades of leap days.
     static constexpr std::chrono::seconds year_length{31'556'952};
@@ -274,45 +296,57 @@ private:
         };
     }
 
+    // Sets `out` to the periods of `dropouts` at or after `from`, in time order, each with
+    // its enrolment in force (`enrolled` is not empty).
+    static void periods_of(std::span<const sdk::Point> dropouts,
+                           std::span<const sdk::Point> enrolled, sdk::TimePoint from,
+                           Periods& out) {
+        out.clear();
+        auto it = std::lower_bound(dropouts.begin(), dropouts.end(), from,
+                                   [](const sdk::Point& p, sdk::TimePoint x) { return p.time < x; });
+        EnrolmentCursor in_force(enrolled);
+        while (it != dropouts.end()) {
+            const sdk::TimePoint t = it->time;
+            double d = 0;
+            for (; it != dropouts.end() && it->time == t; ++it) d += it->value;
+            out.push_back({t, d, in_force.at(t)});
+        }
+    }
+
     // Returns: the baseline of the period at t: the seasonal pool when it holds at least
     // min_seasonal_periods periods, else the trailing pool. Periods at or after t never count.
-    static Baseline baseline_at(std::span<const sdk::Point> dropouts,
-                                std::span<const sdk::Point> enrolled, sdk::TimePoint t,
+    static Baseline baseline_at(std::span<const Period> periods, sdk::TimePoint t,
                                 const Settings& s) {
-        Baseline b{seasonal_pool(dropouts, enrolled, t, s), true};
+        Baseline b{seasonal_pool(periods, t, s), true};
         if (b.pool.periods >= s.min_seasonal_periods) return b;
-        return {trailing_pool(dropouts, enrolled, t, s), false};
+        return {trailing_pool(periods, t, s), false};
     }
 
     // Returns: the pool over the seasonal windows of t, or over its trailing window: the
     // neighbours are pooled over the periods the locality's own baseline uses.
-    static Pool baseline_pool(std::span<const sdk::Point> dropouts,
-                              std::span<const sdk::Point> enrolled, sdk::TimePoint t,
-                              bool seasonal, const Settings& s) {
-        return seasonal ? seasonal_pool(dropouts, enrolled, t, s)
-                        : trailing_pool(dropouts, enrolled, t, s);
+    static Pool baseline_pool(std::span<const Period> periods, sdk::TimePoint t, bool seasonal,
+                              const Settings& s) {
+        return seasonal ? seasonal_pool(periods, t, s) : trailing_pool(periods, t, s);
     }
 
     // The periods with t - baseline_days <= time < t.
-    static Pool trailing_pool(std::span<const sdk::Point> dropouts,
-                              std::span<const sdk::Point> enrolled, sdk::TimePoint t,
+    static Pool trailing_pool(std::span<const Period> periods, sdk::TimePoint t,
                               const Settings& s) {
-        return pool(from_to(dropouts, t - days(s.baseline_days), t), enrolled);
+        return pool(from_to(periods, t - days(s.baseline_days), t));
     }
 
     // The periods within season_window_days (inclusive) of t - y * 365.2425 days for
     // y = 1..season_years. The windows do not overlap (2 * 182 days < one year) and all end
     // before t.
-    static Pool seasonal_pool(std::span<const sdk::Point> dropouts,
-                              std::span<const sdk::Point> enrolled, sdk::TimePoint t,
+    static Pool seasonal_pool(std::span<const Period> periods, sdk::TimePoint t,
                               const Settings& s) {
         Pool p;
-        if (dropouts.empty()) return p;
+        if (periods.empty()) return p;
         const auto half = days(s.season_window_days);
         for (std::int64_t y = 1; y <= s.season_years; ++y) {
             const sdk::TimePoint centre = t - y * year_length;
-            if (centre + half < dropouts.front().time) break;  // earlier years hold nothing
-            p.add(pool(from_through(dropouts, centre - half, centre + half), enrolled));
+            if (centre + half < periods.front().time) break;  // earlier years hold nothing
+            p.add(pool(from_through(periods, centre - half, centre + half)));
         }
         return p;
     }
@@ -323,29 +357,21 @@ private:
     // period j itself gets (baseline_at(t_j) shrunk toward p0, the latest period's prior, so
     // that neighbours are pooled once); `latest_expected` is the latest period's, already
     // computed. Periods with zero enrolment carry no rate and are skipped.
-    static Cusum trend_cusum(std::span<const sdk::Point> dropouts,
-                             std::span<const sdk::Point> enrolled, double p0,
-                             double latest_expected, const Settings& s) {
-        std::size_t first = dropouts.size();
-        for (std::int64_t c = 0; c < s.trend_periods && first > 0; ++c) {
-            const sdk::TimePoint t = dropouts[first - 1].time;
-            while (first > 0 && dropouts[first - 1].time == t) --first;
-        }
+    static Cusum trend_cusum(std::span<const Period> periods, double p0, double latest_expected,
+                             const Settings& s) {
+        const std::size_t count =
+            std::min(periods.size(), static_cast<std::size_t>(s.trend_periods));
         const double log_k = std::log(s.trend_ratio);
         Cusum c;
-        EnrolmentCursor in_force(enrolled);
-        for (std::size_t i = first; i < dropouts.size();) {
-            const sdk::TimePoint t = dropouts[i].time;
-            double d = 0;
-            for (; i < dropouts.size() && dropouts[i].time == t; ++i) d += dropouts[i].value;
-            const double n = in_force.at(t);
-            if (!(n > 0)) continue;
+        for (std::size_t j = periods.size() - count; j < periods.size(); ++j) {
+            const Period& x = periods[j];
+            if (!(x.enrolled > 0)) continue;
             double expected = latest_expected;
-            if (i < dropouts.size()) {
-                const Pool b = baseline_at(dropouts, enrolled, t, s).pool;
+            if (j + 1 < periods.size()) {
+                const Pool b = baseline_at(periods, x.time, s).pool;
                 expected = shrink(b.dropouts, b.enrolled, p0, s.prior_strength);
             }
-            c.sum = std::max(0.0, c.sum + d * log_k - (s.trend_ratio - 1) * n * expected);
+            c.sum = std::max(0.0, c.sum + x.dropouts * log_k - (s.trend_ratio - 1) * x.enrolled * expected);
             c.periods = c.sum > 0 ? c.periods + 1 : 0;
         }
         return c;
@@ -356,35 +382,16 @@ private:
         return n + k > 0 ? (x + k * prior) / (n + k) : prior;
     }
 
-    // Sum of the values at exactly time t: several sources reporting one period are parts of
-    // the locality (e.g. one row per school).
-    static double sum_at(std::span<const sdk::Point> s, sdk::TimePoint t) {
-        auto lo = std::lower_bound(s.begin(), s.end(), t,
-                                   [](const sdk::Point& p, sdk::TimePoint x) { return p.time < x; });
-        double sum = 0;
-        for (auto it = lo; it != s.end() && it->time == t; ++it) sum += it->value;
-        return sum;
-    }
-
-    // Returns: the enrolment at the newest enrolment time at or before t; when there is none,
-    // at the earliest enrolment time (the nearest one after t). `enrolled` is not empty.
-    static double enrolment_in_force(std::span<const sdk::Point> enrolled, sdk::TimePoint t) {
-        auto after = std::upper_bound(enrolled.begin(), enrolled.end(), t,
-                                      [](sdk::TimePoint x, const sdk::Point& p) { return x < p.time; });
-        const sdk::TimePoint at = after == enrolled.begin() ? enrolled.front().time
-                                                            : std::prev(after)->time;
-        return sum_at(enrolled, at);
-    }
-
-    // enrolment_in_force() at times that do not decrease, walking `enrolled` forward once
-    // instead of searching it for every period (a pool asks for every period of a year, and
-    // the CUSUM pools again for each of its periods).
+    // The enrolment in force at times that do not decrease: the sum of the enrolment at the
+    // newest enrolment time at or before t; when there is none, at the earliest enrolment
+    // time (the nearest one after t). Walks `enrolled` forward once instead of searching it
+    // for every period.
     class EnrolmentCursor {
     public:
         explicit EnrolmentCursor(std::span<const sdk::Point> enrolled) : enrolled_(enrolled) {}
 
-        // Returns: enrolment_in_force(enrolled, t). `enrolled` is not empty; t is not
-        // earlier than at the previous call.
+        // Returns: the enrolment in force at t. `enrolled` is not empty; t is not earlier
+        // than at the previous call.
         double at(sdk::TimePoint t) {
             if (!started_) {  // one search to the first period, then forward steps
                 next_ = static_cast<std::size_t>(
@@ -398,7 +405,7 @@ private:
             const sdk::TimePoint at = next_ == 0 ? enrolled_.front().time : enrolled_[next_ - 1].time;
             if (!has_sum_ || at != sum_time_) {
                 // The points at `at` end just before next_ (or start the series): find their
-                // first and add them up in order, as sum_at() does.
+                // first and add them up in order.
                 std::size_t first = next_ == 0 ? 0 : next_ - 1;
                 while (first > 0 && enrolled_[first - 1].time == at) --first;
                 sum_ = 0;
@@ -419,41 +426,33 @@ private:
         double sum_ = 0;
     };
 
-    // The points with from <= time < to.
-    static std::span<const sdk::Point> from_to(std::span<const sdk::Point> s, sdk::TimePoint from,
-                                               sdk::TimePoint to) {
+    // The periods with from <= time < to.
+    static std::span<const Period> from_to(std::span<const Period> s, sdk::TimePoint from,
+                                           sdk::TimePoint to) {
         auto lo = std::lower_bound(s.begin(), s.end(), from,
-                                   [](const sdk::Point& p, sdk::TimePoint x) { return p.time < x; });
+                                   [](const Period& p, sdk::TimePoint x) { return p.time < x; });
         auto hi = std::lower_bound(lo, s.end(), to,
-                                   [](const sdk::Point& p, sdk::TimePoint x) { return p.time < x; });
+                                   [](const Period& p, sdk::TimePoint x) { return p.time < x; });
         return {lo, hi};
     }
 
-    // The points with from <= time <= through.
-    static std::span<const sdk::Point> from_through(std::span<const sdk::Point> s,
-                                                    sdk::TimePoint from, sdk::TimePoint through) {
+    // The periods with from <= time <= through.
+    static std::span<const Period> from_through(std::span<const Period> s, sdk::TimePoint from,
+                                                sdk::TimePoint through) {
         auto lo = std::lower_bound(s.begin(), s.end(), from,
-                                   [](const sdk::Point& p, sdk::TimePoint x) { return p.time < x; });
+                                   [](const Period& p, sdk::TimePoint x) { return p.time < x; });
         auto hi = std::upper_bound(lo, s.end(), through,
-                                   [](sdk::TimePoint x, const sdk::Point& p) { return x < p.time; });
+                                   [](sdk::TimePoint x, const Period& p) { return x < p.time; });
         return {lo, hi};
     }
 
-    // Pools the dropout periods in `run` (a time-ordered slice of the dropouts, several
-    // sources at one time being one period), each with its enrolment in force; periods whose
-    // enrolment is zero carry no rate and are skipped.
-    static Pool pool(std::span<const sdk::Point> run, std::span<const sdk::Point> enrolled) {
+    // Pools a run of periods; periods whose enrolment is zero carry no rate and are skipped.
+    static Pool pool(std::span<const Period> run) {
         Pool p;
-        if (run.empty() || enrolled.empty()) return p;
-        EnrolmentCursor in_force(enrolled);
-        for (auto it = run.begin(); it != run.end();) {
-            const sdk::TimePoint t = it->time;
-            double d = 0;
-            for (; it != run.end() && it->time == t; ++it) d += it->value;
-            const double n = in_force.at(t);
-            if (!(n > 0)) continue;
-            p.dropouts += d;
-            p.enrolled += n;
+        for (const Period& x : run) {
+            if (!(x.enrolled > 0)) continue;
+            p.dropouts += x.dropouts;
+            p.enrolled += x.enrolled;
             ++p.periods;
         }
         return p;

@@ -382,6 +382,90 @@ TEST_CASE("evaluate runs plugin after plugin, with the hooks around each", "[eng
     CHECK(trace.empty());
 }
 
+TEST_CASE("evaluate goes in rounds: every plugin over a round's blocks, hooks around each", "[engine]") {
+    // Small blocks make many rounds: in each, plugin one over the round's localities, then
+    // plugin two, each preceded by its hook; every locality assessed once by each plugin.
+    std::vector<Locality> places;
+    for (int i = 0; i < 1000; ++i) places.push_back(place("L" + std::to_string(i)));
+    Engine e;
+    e.set_localities(places);
+
+    std::mutex m;
+    std::vector<std::string> trace;  // "before:<p>", "call:<p>" (collapsed), "after"
+    std::map<std::string, int> calls;  // "<plugin> <locality>" -> calls
+    auto note = [&](const std::string& what) {
+        if (trace.empty() || trace.back() != what) trace.push_back(what);
+    };
+    auto calling = [&](const std::string& name) {
+        return make_plugin(name, [&, name](const sdk::LocalityView& v, sdk::TimePoint) {
+            std::lock_guard lock(m);
+            note("call:" + name);
+            ++calls[name + " " + std::string(v.info().id)];
+            return sdk::Assessment{};
+        });
+    };
+    EvaluationOptions options;
+    options.block = 37;
+    options.before_plugin = [&](const LoadedPlugin& p) {
+        std::lock_guard lock(m);
+        note("before:" + p.name());
+    };
+    options.after_plugins = [&] {
+        std::lock_guard lock(m);
+        note("after");
+    };
+    auto rs = e.evaluate({calling("one"), calling("two")}, day(2026, 1, 1), false, options);
+    REQUIRE(rs.size() == 1000);
+    for (std::size_t i = 0; i < rs.size(); ++i) {
+        CHECK(rs[i].locality == i);
+        CHECK(rs[i].assessments.size() == 2);
+    }
+    const std::size_t workers = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+    const std::size_t rounds = (1000 + 37 * workers - 1) / (37 * workers);
+    std::vector<std::string> expected;
+    for (std::size_t r = 0; r < rounds; ++r)
+        for (const char* p : {"one", "two"})
+            for (const std::string& x : {std::string("before:") + p, std::string("call:") + p})
+                expected.push_back(x);
+    expected.push_back("after");
+    CHECK(trace == expected);
+    CHECK(calls.size() == 2000);
+    CHECK(std::all_of(calls.begin(), calls.end(), [](const auto& c) { return c.second == 1; }));
+
+    // A hook that throws in a later round ends the evaluation with its exception; the
+    // workers stop, and the engine evaluates again afterwards.
+    int hooks = 0;
+    options.before_plugin = [&](const LoadedPlugin&) {
+        if (++hooks == 5) throw std::runtime_error("marker failed");
+    };
+    CHECK_THROWS_WITH(e.evaluate({calling("one"), calling("two")}, day(2026, 1, 2), false, options),
+                      "marker failed");
+    options.before_plugin = nullptr;
+    CHECK(e.evaluate({calling("one")}, day(2026, 1, 3), false, options).size() == 1000);
+}
+
+TEST_CASE("failed calls are kept in locality order across rounds", "[engine]") {
+    std::vector<Locality> places;
+    for (int i = 0; i < 400; ++i) places.push_back(place("L" + std::to_string(1000 + i)));
+    Engine e;
+    e.set_localities(places);
+    auto flaky = make_plugin("flaky", [](const sdk::LocalityView& v, sdk::TimePoint) {
+        const int n = std::stoi(std::string(v.info().id.substr(1)));
+        if (n % 50 == 7) throw std::runtime_error("bad " + std::to_string(n));
+        return sdk::Assessment{};
+    });
+    EvaluationOptions options;
+    options.block = 9;
+    e.evaluate({flaky}, day(2026, 1, 1), false, options);
+    const auto& stats = e.last_call_stats();
+    REQUIRE(stats.size() == 1);
+    CHECK(stats[0].calls == 400);
+    CHECK(stats[0].errors == 8);
+    REQUIRE(stats[0].first_failures.size() == PluginCallStats::failure_samples);
+    for (std::size_t k = 0; k < PluginCallStats::failure_samples; ++k)
+        CHECK(e.locality(stats[0].first_failures[k].first).id == "L" + std::to_string(1007 + 50 * k));
+}
+
 TEST_CASE("evaluate counts each plugin's failed calls and keeps the first few", "[engine]") {
     std::vector<Locality> places;
     for (int i = 0; i < 400; ++i) places.push_back(place("L" + std::to_string(1000 + i)));
