@@ -9,7 +9,8 @@
 //                    shipped plugins (school_dropout, community_incidents, group_presence)
 //                    loaded by ews::load_plugins from the built plugin directory with their
 //                    default parameters, asked for no evidence (LocalityView::
-//                    wants_evidence() false) as the daemon asks; and the same followed by
+//                    wants_evidence() false) as the daemon asks, with the daemon's crash
+//                    marker written before each plugin's turn; and the same followed by
 //                    what the daemon adds on its main thread (Pipeline::evaluate):
 //                    ews::compose and ews::advance (the alert lifecycle) for every result,
 //                    then, for the localities with events, Engine::assess asking for
@@ -61,6 +62,7 @@
 #include "allocator.hpp"
 #include "engine.hpp"
 #include "plugin_host.hpp"
+#include "quarantine.hpp"
 #include "scorer.hpp"
 
 #include <nlohmann/json.hpp>
@@ -589,6 +591,16 @@ Full measure_full(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
     std::vector<ews::AlertState> states(d.localities);
     for (std::size_t i = 0; i < states.size(); ++i) states[i].locality = d.engine->locality(i).id;
     const ews::AlertingParams alerting;
+    // The daemon's crash marker, written before each plugin's turn and removed after the
+    // last, in a directory of its own.
+    const auto marker_dir = std::filesystem::temp_directory_path() /
+                            ("ews-bench-marker-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(marker_dir);
+    ews::PluginCallMarker marker(marker_dir);
+    ews::EvaluationOptions as_daemon;
+    as_daemon.evidence = false;
+    as_daemon.before_plugin = [&](const ews::LoadedPlugin& p) { marker.enter(p, now); };
+    as_daemon.after_plugins = [&] { marker.leave(); };
     for (int rep = 0; rep < reps; ++rep) {
         progress(std::to_string(d.localities) + " localities: full evaluation " +
                  std::to_string(rep + 1) + "/" + std::to_string(reps));
@@ -599,9 +611,7 @@ Full measure_full(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
         }
         const Stopwatch watch;
         {
-            ews::EvaluationOptions no_evidence;  // as the daemon evaluates
-            no_evidence.evidence = false;
-            auto r = d.engine->evaluate(plugins, now, false, no_evidence);
+            auto r = d.engine->evaluate(plugins, now, false, as_daemon);
             f.engine.add(watch);
             if (rep == 0) {  // before score_results moves the assessments out
                 require_no_faults(*d.engine, plugins);
@@ -616,6 +626,7 @@ Full measure_full(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
         }  // the results are released here, as the daemon releases them
         f.scored.add(watch);
     }
+    std::filesystem::remove_all(marker_dir);
     return f;
 }
 

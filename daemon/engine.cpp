@@ -4,13 +4,9 @@
 
 #include <algorithm>
 #include <array>
-#include <condition_variable>
 #include <chrono>
 #include <cstdint>
-#include <exception>
 #include <functional>
-#include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -285,65 +281,14 @@ private:
     std::size_t neighbour_count_ = 0;
 };
 
-// Where the workers of an evaluation meet between steps. (libstdc++ 12's std::barrier
-// measured about 2 ms a meeting here: its waiters back off into sleeps.)
-class Meeting {
-public:
-    explicit Meeting(unsigned parties) : parties_(parties) {}
-
-    // Waits until every party has arrived in this phase.
-    void arrive_and_wait() {
-        std::unique_lock lock(m_);
-        const std::uint64_t phase = phase_;
-        if (++arrived_ == parties_) {
-            arrived_ = 0;
-            ++phase_;
-            lock.unlock();
-            all_.notify_all();
-            return;
-        }
-        all_.wait(lock, [&] { return phase_ != phase; });
-    }
-
-    // Arrives for a party that will never come again.
-    void arrive_and_drop() {
-        std::unique_lock lock(m_);
-        --parties_;
-        if (arrived_ == parties_ && parties_ > 0) {
-            arrived_ = 0;
-            ++phase_;
-            lock.unlock();
-            all_.notify_all();
-        }
-    }
-
-private:
-    std::mutex m_;
-    std::condition_variable all_;
-    unsigned parties_;
-    unsigned arrived_ = 0;
-    std::uint64_t phase_ = 0;
-};
-
-// One worker thread's reusable state: the kind cache and the view (with its neighbours'
-// views), built once per evaluation and pointed at locality after locality.
-struct Worker {
-    KindCache kinds;
-    EngineView view;
-
-    Worker(const Windows& impl, sdk::TimePoint now, bool evidence)
-        : kinds(impl), view(impl, now, kinds, evidence) {}
-    Worker(const Worker&) = delete;  // the view holds a reference to `kinds`
-    Worker& operator=(const Worker&) = delete;
-};
-
 // Assesses selected[begin, end) with one plugin into column `column` of `out`, counting
 // faults into `stats` (this worker's own).
-void assess_range(Worker& worker, const LoadedPlugin& plugin, std::size_t column,
-                  sdk::TimePoint now, std::chrono::milliseconds budget,
+void assess_range(const Windows& impl, const LoadedPlugin& plugin, std::size_t column,
+                  sdk::TimePoint now, std::chrono::milliseconds budget, bool evidence,
                   const std::vector<std::uint32_t>& selected, std::size_t begin, std::size_t end,
                   std::vector<LocalityResult>& out, PluginCallStats& stats) {
-    EngineView& view = worker.view;
+    KindCache kinds(impl);
+    EngineView view(impl, now, kinds, evidence);
     for (std::size_t k = begin; k < end; ++k) {
         view.reset(selected[k], true);
         CallFault fault = CallFault::none;
@@ -502,87 +447,41 @@ std::vector<LocalityResult> Engine::Impl::run(const std::vector<LoadedPlugin>& p
                                               const std::vector<std::uint32_t>& selected,
                                               const EvaluationOptions& options) {
     std::vector<LocalityResult> out(selected.size());
-    // With nothing selected no plugin code runs, so the hooks are not called either.
-    if (selected.empty() || plugins.empty()) {
-        for (std::size_t k = 0; k < selected.size(); ++k) out[k].locality = selected[k];
-        call_stats.assign(plugins.size(), PluginCallStats{});
-        return out;
+    for (std::size_t k = 0; k < selected.size(); ++k) {
+        out[k].locality = selected[k];
+        out[k].assessments.resize(plugins.size());
     }
     unsigned workers = 1;
     if (selected.size() >= parallel_threshold)
         workers = std::clamp(std::thread::hardware_concurrency(), 1u, max_workers);
-    // Rounds of `block` localities per worker, each worker's block contiguous and after the
-    // previous worker's, so that merging the workers' stats in order keeps locality order.
-    // The block shrinks for a small selection so that every worker gets a share.
-    const std::size_t block = std::clamp<std::size_t>(
-        (selected.size() + workers - 1) / workers, 1, std::max<std::size_t>(1, options.block));
-    const std::size_t per_round = block * workers;
-    const std::size_t rounds = (selected.size() + per_round - 1) / per_round;
-
-    std::vector<std::unique_ptr<Worker>> context;
-    for (unsigned w = 0; w < workers; ++w)
-        context.push_back(std::make_unique<Worker>(*this, now, options.evidence));
+    // Static contiguous chunks: each worker writes only its own slots of `out` and its own
+    // stats, merged in chunk order after the join.
+    const std::size_t chunk = (selected.size() + workers - 1) / workers;
     std::vector<PluginCallStats> stats(plugins.size());
-    std::vector<PluginCallStats> step_stats(workers);
-    std::vector<std::exception_ptr> step_error(workers);
-
-    // The step every worker runs next; written by the calling thread between the barrier's
-    // phases, which order it before the workers read it.
-    std::size_t round = 0, column = 0;
-    bool stop = false;
-    auto share = [&](unsigned w) noexcept {
-        try {
-            const std::size_t begin = std::min(selected.size(), round * per_round + w * block);
-            const std::size_t end = std::min(selected.size(), begin + block);
-            step_stats[w] = PluginCallStats{};
-            if (column == 0)
-                for (std::size_t k = begin; k < end; ++k) {
-                    out[k].locality = selected[k];
-                    out[k].assessments.resize(plugins.size());
-                }
-            assess_range(*context[w], plugins[column], column, now, options.budget, selected,
-                         begin, end, out, step_stats[w]);
-        } catch (...) {  // out of memory: reported by the calling thread after the step
-            step_error[w] = std::current_exception();
-        }
-    };
-    Meeting meet(workers);
-    std::vector<std::jthread> pool;
-    pool.reserve(workers - 1);
-    std::exception_ptr failed;
-    try {
-        for (unsigned w = 1; w < workers; ++w)
-            pool.emplace_back([&, w] {
-                for (;;) {
-                    meet.arrive_and_wait();  // a step is set, or stop
-                    if (stop) return;
-                    share(w);
-                    meet.arrive_and_wait();  // every worker has done its share
-                }
-            });
-        for (round = 0; round < rounds; ++round) {
-            for (column = 0; column < plugins.size(); ++column) {
-                if (options.before_plugin) options.before_plugin(plugins[column]);
-                meet.arrive_and_wait();
-                share(0);
-                meet.arrive_and_wait();
-                for (unsigned w = 0; w < workers; ++w) {
-                    if (step_error[w]) std::rethrow_exception(step_error[w]);
-                    merge(stats[column], step_stats[w]);
-                }
+    // With nothing selected no plugin code runs, so the hooks are not called either.
+    const std::size_t columns = selected.empty() ? 0 : plugins.size();
+    for (std::size_t column = 0; column < columns; ++column) {
+        const LoadedPlugin& plugin = plugins[column];
+        if (options.before_plugin) options.before_plugin(plugin);
+        std::vector<PluginCallStats> per_worker(workers);
+        {
+            std::vector<std::jthread> pool;
+            pool.reserve(workers - 1);
+            for (unsigned w = 1; w < workers; ++w) {
+                std::size_t begin = std::min(selected.size(), w * chunk);
+                std::size_t end = std::min(selected.size(), begin + chunk);
+                if (begin == end) break;
+                pool.emplace_back([&, begin, end, w] {
+                    assess_range(*this, plugin, column, now, options.budget, options.evidence,
+                                 selected, begin, end, out, per_worker[w]);
+                });
             }
-        }
-        if (options.after_plugins) options.after_plugins();
-    } catch (...) {
-        failed = std::current_exception();
+            assess_range(*this, plugin, column, now, options.budget, options.evidence, selected,
+                         0, std::min(chunk, selected.size()), out, per_worker[0]);
+        }  // jthreads join here
+        for (const auto& s : per_worker) merge(stats[column], s);
     }
-    // Every worker waits at the start of a step (or was never started): release it to stop.
-    // (A thread that could not be started arrives for itself by dropping out.)
-    stop = true;
-    for (std::size_t missing = pool.size() + 1; missing < workers; ++missing) meet.arrive_and_drop();
-    meet.arrive_and_wait();
-    pool.clear();  // joins
-    if (failed) std::rethrow_exception(failed);
+    if (columns > 0 && options.after_plugins) options.after_plugins();
     call_stats = std::move(stats);
     return out;
 }

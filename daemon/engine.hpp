@@ -39,14 +39,9 @@ struct EvaluationOptions {
     // What the views answer to LocalityView::wants_evidence(): false lets plugins skip
     // formatting evidence that will not be published.
     bool evidence = true;
-    // Localities a worker assesses in one round (see Engine::evaluate): small enough that a
-    // round's points stay in the processor's cache from the first plugin to the last, large
-    // enough that the hooks below and the workers' meeting between plugins cost little.
-    std::size_t block = 1024;
     // Called on the evaluating thread before any call into `plugin` (plugins are assessed
-    // one after the other within a round, see Engine::evaluate), and once after the last
-    // plugin. A crash marker uses them to name the plugin whose code is running. Either may
-    // be empty.
+    // one after the other), and once after the last plugin. A crash marker uses them to name
+    // the plugin whose code is running. Either may be empty.
     std::function<void(const LoadedPlugin& plugin)> before_plugin;
     std::function<void()> after_plugins;
 };
@@ -79,14 +74,10 @@ public:
     std::vector<std::uint32_t> dirty() const;
 
     // Assesses localities (all, or only dirty ones) with each plugin at `now`, through
-    // guarded_assess with options.budget. In rounds: the selected localities are cut into
-    // rounds of options.block localities per worker thread; in a round every plugin in turn
-    // assesses the round's localities (each worker its own block) and the workers meet before
-    // the next plugin starts, with options.before_plugin called in between, so only one
-    // plugin's code runs at any time while a block's points, fetched from memory by the first
-    // plugin, are still in the cache for the others. Clears the dirty marks of those
-    // assessed. Results ordered by index. A hook's exception propagates; the dirty marks then
-    // stay.
+    // guarded_assess with options.budget. Plugin-major: every selected locality is assessed
+    // with one plugin (fanned out over worker threads) before the next plugin starts, with
+    // options.before_plugin called first. Clears the dirty marks of those assessed. Results
+    // ordered by index. A hook's exception propagates; the dirty marks then stay.
     std::vector<LocalityResult> evaluate(const std::vector<LoadedPlugin>& plugins, TimePoint now,
                                          bool only_dirty, const EvaluationOptions& options = {});
     // Assesses exactly `localities` (indices, ascending), as evaluate() does, leaving the

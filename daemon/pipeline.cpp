@@ -283,7 +283,7 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
         auto [it, inserted] = states_.try_emplace(loc.id);
         if (inserted) it->second.locality = loc.id;
         AlertState& state = it->second;
-        const AlertState old = state;
+        AlertState old = state;
 
         Reading reading;
         // No indicator with evidence: the score is unknown, not zero.
@@ -298,12 +298,17 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
             continue;
         }
         if (!composite.evidence) composite.score = state.score;  // the last score with evidence
-        // The score or the evaluation time alone changing is not worth a write.
-        AlertState unchanged = old;
-        unchanged.score = state.score;
-        unchanged.evaluated_at = state.evaluated_at;
-        if (state == unchanged && result.published.empty() && result.held.empty()) continue;
-        before.try_emplace(loc.id, old);
+        // The score or the evaluation time alone changing is not worth a write. (`old` lends
+        // itself the new score and time for the compare: one copy of each state, not two.)
+        const double old_score = old.score;
+        const std::optional<TimePoint> old_evaluated_at = old.evaluated_at;
+        old.score = state.score;
+        old.evaluated_at = state.evaluated_at;
+        const bool only_score = state == old;
+        old.score = old_score;
+        old.evaluated_at = old_evaluated_at;
+        if (only_score && result.published.empty() && result.held.empty()) continue;
+        before.try_emplace(loc.id, std::move(old));
         changed.push_back(state);
         if (!result.published.empty() || !result.held.empty())
             eventful.push_back({r.locality, std::move(composite), std::move(result), &state});
