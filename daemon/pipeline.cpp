@@ -63,6 +63,21 @@ std::string plugin_quarantined_payload(std::uint64_t seq, const std::string& plu
                         {"at", format_time(at)}};
     return j.dump();
 }
+
+// Returns: true when `after` differs from `before` in nothing but its score and evaluation
+// time. Compares in place (`before` takes the two for the compare and gets its own back),
+// so that an evaluation copies each state once, not twice.
+bool only_score_moved(AlertState& before, const AlertState& after) {
+    const double score = before.score;
+    const std::optional<TimePoint> evaluated_at = before.evaluated_at;
+    before.score = after.score;
+    before.evaluated_at = after.evaluated_at;
+    const bool same = before == after;
+    before.score = score;
+    before.evaluated_at = evaluated_at;
+    return same;
+}
+
 }  // namespace
 
 std::vector<std::string> playbook(const Config& config, const AlertEvent& e, const Composite& c) {
@@ -298,16 +313,9 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
             continue;
         }
         if (!composite.evidence) composite.score = state.score;  // the last score with evidence
-        // The score or the evaluation time alone changing is not worth a write. (`old` lends
-        // itself the new score and time for the compare: one copy of each state, not two.)
-        const double old_score = old.score;
-        const std::optional<TimePoint> old_evaluated_at = old.evaluated_at;
-        old.score = state.score;
-        old.evaluated_at = state.evaluated_at;
-        const bool only_score = state == old;
-        old.score = old_score;
-        old.evaluated_at = old_evaluated_at;
-        if (only_score && result.published.empty() && result.held.empty()) continue;
+        // The score or the evaluation time alone changing is not worth a write.
+        if (only_score_moved(old, state) && result.published.empty() && result.held.empty())
+            continue;
         before.try_emplace(loc.id, std::move(old));
         changed.push_back(state);
         if (!result.published.empty() || !result.held.empty())

@@ -95,6 +95,11 @@ public:
         // Prior: the neighbours' pooled rate over the same baseline periods, itself shrunk
         // toward prior_rate so that one small neighbour cannot set it alone. The neighbours
         // are the region as a plugin sees it.
+        // A neighbour's periods are read from the start of the oldest window the pool can
+        // reach (its enrolment in force from any time).
+        const sdk::TimePoint reach =
+            own.seasonal ? latest - s.season_years * year_length - days(s.season_window_days)
+                         : latest - days(s.baseline_days);
         Pool near;
         Periods theirs;
         for (std::size_t i = 0; i < view.neighbour_count(); ++i) {
@@ -102,11 +107,7 @@ public:
             const auto nb_dropouts = visible(nb.series("school.dropouts"), now);
             const auto nb_enrolled = visible(nb.series("school.enrolled"), now);
             if (nb_dropouts.empty() || nb_enrolled.empty()) continue;  // an empty pool
-            // Only the periods the pool can reach: from the oldest window on.
-            const sdk::TimePoint from =
-                own.seasonal ? latest - s.season_years * year_length - days(s.season_window_days)
-                             : latest - days(s.baseline_days);
-            periods_of(nb_dropouts, nb_enrolled, from, theirs);
+            periods_of(nb_dropouts, nb_enrolled, reach, theirs);
             near.add(baseline_pool({theirs.data(), theirs.size()}, latest, own.seasonal, s));
         }
         const double k = s.prior_strength;

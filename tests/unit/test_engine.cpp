@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -13,7 +14,6 @@
 #include <random>
 #include <set>
 #include <tuple>
-#include <algorithm>
 #include <string>
 #include <thread>
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <random>
 
 using namespace ews;
@@ -340,4 +341,52 @@ TEST_CASE("an incremental evaluation in the second of the last one takes only ne
     CHECK(events_of(p.evaluate(t1 + std::chrono::seconds(1), false), "all") ==
           std::vector<std::string>{"A:resolved:none"});
     CHECK(p.engine().dirty_count() == 0);
+}
+
+TEST_CASE("an evaluation writes a state that changed, not one whose score or time alone did",
+          "[pipeline]") {
+    TempDir tmp;
+    Config config = make_config(tmp.path);
+    config.raise_after = 2;  // a first high reading only makes the level pending
+    fs::create_directories(config.state_dir);
+    {
+        Store store(config.state_dir / "ewsd.db");
+        store.upsert_localities({{"A", "Alpha", "N/N1", 100.0, {}},
+                                 {"B", "Beta", "S/S1", std::nullopt, {}}});
+    }
+    write(tmp.path / "low.csv",
+          "locality,time,kind,value\nA,2026-02-27,test.signal,1\nB,2026-02-27,test.signal,1\n");
+    write(tmp.path / "high.csv", "locality,time,kind,value\nA,2026-02-28,test.signal,9\n");
+    const auto t0 = *parse_time("2026-03-01T12:00:00Z");
+
+    Pipeline p(config);
+    REQUIRE(p.ingest(tmp.path / "low.csv", t0).committed);
+    auto stored = [&] {
+        std::map<std::string, AlertState> by_id;
+        for (auto& st : p.store().alert_states()) by_id[st.locality] = st;
+        return by_id;
+    };
+    // The first evaluation: the indicator now covers both localities, a change.
+    CHECK(p.evaluate(t0, true).empty());
+    auto first = stored();
+    REQUIRE(first.size() == 2);
+    CHECK(first["A"].evaluated_at == t0);
+
+    // The same readings a second later: only the evaluation time moved, nothing is written.
+    const auto t1 = t0 + std::chrono::seconds(1);
+    CHECK(p.evaluate(t1, true).empty());
+    CHECK(stored() == first);
+
+    // A's level becomes pending (no event yet): a change, written for A alone.
+    const auto t2 = t0 + std::chrono::seconds(2);
+    REQUIRE(p.ingest(tmp.path / "high.csv", t2).committed);
+    CHECK(p.evaluate(t2, true).empty());
+    auto now_stored = stored();
+    REQUIRE(now_stored.size() == 2);
+    CHECK(now_stored["A"].pending == Level::critical);
+    CHECK(now_stored["A"].pending_count == 1);
+    CHECK(now_stored["A"].level == Level::none);
+    CHECK(now_stored["A"].evaluated_at == t2);
+    CHECK(now_stored["A"].score == Approx(90));
+    CHECK(now_stored["B"] == first["B"]);
 }

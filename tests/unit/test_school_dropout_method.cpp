@@ -212,6 +212,49 @@ TEST_CASE("school_dropout: neighbours are pooled over the locality's baseline pe
     CHECK(value_of(t, "prior_rate") == Approx(65.0 / 12200.0));
 }
 
+TEST_CASE("school_dropout: a neighbour's periods count from the start of the oldest window",
+          "[plugins]") {
+    // The locality: one period at t - 1 year (2024-12-31 18:10:48) and the latest, 2026-01-01.
+    // Each neighbour's only enrolment, 1000 on 2021-01-01, is older than any window and stays
+    // in force; it has a dropout period on the oldest edge its pool reaches (inside) and one
+    // a second before it (outside), with counts that tell which were pooled.
+    auto locality = [](MemoryLocality& loc) {
+        add_month(loc, at(2024, 12, 31, 18, 10, 48), 1000, 3);
+        add_month(loc, day(2026, 1, 1), 1000, 5);
+    };
+    const auto now = day(2026, 1, 10);
+
+    // Seasonal (min_seasonal_periods 1): the oldest window is 3 years back, 2023-01-01
+    // 06:32:24, less 45 days: 2022-11-17 06:32:24. Pooled: 1 of 1000, so
+    // p0 = (1 + 2) / (1000 + 200) = 0.0025 (with the outside 2 it would be 5 / 2200).
+    MemoryLocality seasonal{"L1", "Village", "KE/KE-03"};
+    locality(seasonal);
+    MemoryLocality far{"L2", "Next", "KE/KE-03"};
+    far.add("school.enrolled", day(2021, 1, 1), 1000);
+    far.add("school.dropouts", at(2022, 11, 17, 6, 32, 24), 1);
+    far.add("school.dropouts", at(2022, 11, 17, 6, 32, 23), 2);
+    seasonal.add_neighbour(far);
+    const auto a =
+        configured({{"min_seasonal_periods", std::int64_t{1}}}).assess(seasonal.view(now), now);
+    CHECK(value_of(a, "seasonal") == 1);
+    CHECK(value_of(a, "prior_rate") == Approx(3.0 / 1200.0));
+    CHECK(says(a, "toward the neighbours'"));
+
+    // Trailing (min_seasonal_periods 7 > 1): the window starts 365 days before the latest,
+    // 2025-01-01. Pooled: 4 of 1000, p0 = (4 + 2) / 1200 = 0.005.
+    MemoryLocality trailing{"L3", "Village", "KE/KE-03"};
+    locality(trailing);
+    MemoryLocality near{"L4", "Next", "KE/KE-03"};
+    near.add("school.enrolled", day(2021, 1, 1), 1000);
+    near.add("school.dropouts", day(2025, 1, 1), 4);
+    near.add("school.dropouts", day(2025, 1, 1) - std::chrono::seconds{1}, 8);
+    trailing.add_neighbour(near);
+    const auto t =
+        configured({{"min_seasonal_periods", std::int64_t{7}}}).assess(trailing.view(now), now);
+    CHECK(value_of(t, "seasonal") == 0);
+    CHECK(value_of(t, "prior_rate") == Approx(6.0 / 1200.0));
+}
+
 TEST_CASE("school_dropout: the CUSUM adds up the excess over each period's own usual rate",
           "[plugins]") {
     // 400 children; 4 dropouts a month Jan-Jun 2025 (1%), then 4, 6, 7, 8 in Jul-Oct.
