@@ -15,7 +15,9 @@
 // it the finished values (rather than a temp table plus INSERT ... SELECT) is the cheapest
 // path it has, so the comparison errs against ewsd, which parses and validates every field.
 // Two row orders are measured: time order (a year of reports exported by date, the usual
-// file) and key order (the b-tree's own order, the reference's best case).
+// file) and key order (the b-tree's own order, the reference's best case). Each side starts
+// after a sync(), outside its timing, so that neither pays for writing back the database the
+// other has just written.
 //
 // Output: one table row per order on stdout; progress on stderr when it is a terminal;
 // results in EWS_BENCH_RESULTS_DIR/ingest.json ("results": this program's own figures;
@@ -58,7 +60,7 @@ using ews::bench::Progress;
 struct Options {
     std::size_t rows = 1'000'000;
     std::size_t localities = 10'000;
-    int runs = 3;
+    int runs = 5;  // a side takes 1.5-3 s a run on the development machine and varies that much
     bool keep = false;   // keep the temporary directory
     bool split = false;  // print where ewsd's time goes even when the target is met
     bool skip_reference = false;  // for profiling ewsd alone
@@ -382,12 +384,17 @@ int main(int argc, char** argv) {
                 fs::copy_file(template_db, p);
             }
             // Alternate which side goes first, so neither always finds the other's pages warm.
+            // Each side starts with no dirty pages left to write back (sync, outside the
+            // timing): otherwise the kernel writes out the previous side's database during the
+            // next one, taking disk time and CPU from whichever side comes second.
             auto do_ewsd = [&] {
+                ::sync();
                 progress(tag + ": ewsd ingest_file");
                 order.m.ewsd.push_back(time_ewsd(ewsd_db, order.observations, rules, n));
             };
             auto do_reference = [&] {
                 if (o.skip_reference) return;
+                ::sync();
                 progress(tag + ": sqlite3 .import");
                 order.m.reference.push_back(time_reference(ref_db, order.reference, dir, n));
             };
