@@ -8,6 +8,8 @@
 
 #include "config.hpp"
 #include "ingest.hpp"
+#include "ingest_endpoint.hpp"
+#include "json_text.hpp"
 #include "model.hpp"
 #include "query.hpp"
 #include "store.hpp"
@@ -24,7 +26,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <initializer_list>
 #include <memory>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -415,6 +419,76 @@ inline std::string check_query(std::string_view request_bytes, QueryFixture& fix
         return "replay ended early without more";
     if (r["more"].get<bool>() && last >= QueryFixture::last_seq) return "more set at the end of the outbox";
     return {};
+}
+
+// ---- the ingest endpoint's header frame ---------------------------------------------------
+
+// Input: the header frame of an ingest request (docs/protocol.md, "Ingest endpoint"), parsed
+// as IngestEndpoint::handle does (parse_ingest_header). The result is judged against an
+// independent reading of the contract: the header is a JSON object with only "format"
+// ("csv" or "jsonl", required), "name" (a string of 1 to 200 bytes without C0 controls or
+// DEL) and "policy" ("partial" or "reject_file"). A header that meets it must be accepted
+// with exactly those values (and the defaults for what it leaves out), and must survive
+// ingest_header_json and a second parse unchanged; one that does not must be refused with
+// IngestRequestError alone, whose message starts "header: " and makes a reply that parses
+// back as {"error": message}.
+inline std::string check_ingest_header(std::string_view input) {
+    using Json = nlohmann::ordered_json;
+    constexpr auto fallback = RejectPolicy::partial;
+    // The contract, read independently of the parser.
+    std::optional<IngestHeader> expected;
+    const Json j = Json::parse(input, nullptr, false);
+    auto is_one_of = [](const Json& v, std::initializer_list<const char*> allowed) {
+        if (!v.is_string()) return false;
+        const auto& text = v.get_ref<const std::string&>();
+        return std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return text == a; });
+    };
+    auto good_name = [](const Json& v) {
+        if (!v.is_string()) return false;
+        const auto& text = v.get_ref<const std::string&>();
+        return !text.empty() && text.size() <= 200 &&
+               std::none_of(text.begin(), text.end(), [](char c) {
+                   return static_cast<unsigned char>(c) < 0x20 || c == 0x7F;
+               });
+    };
+    if (j.is_object() && j.contains("format") && is_one_of(j["format"], {"csv", "jsonl"}) &&
+        std::all_of(j.items().begin(), j.items().end(),
+                    [](const auto& kv) {
+                        return kv.key() == "format" || kv.key() == "name" || kv.key() == "policy";
+                    }) &&
+        (!j.contains("name") || good_name(j["name"])) &&
+        (!j.contains("policy") || is_one_of(j["policy"], {"partial", "reject_file"}))) {
+        IngestHeader h;
+        h.format = j["format"] == "csv" ? IngestFormat::csv : IngestFormat::jsonl;
+        if (j.contains("name")) h.name = j["name"].get<std::string>();
+        h.policy = !j.contains("policy")          ? fallback
+                   : j["policy"] == "reject_file" ? RejectPolicy::reject_file
+                                                  : RejectPolicy::partial;
+        expected = h;
+    }
+    auto same = [](const IngestHeader& a, const IngestHeader& b) {
+        return a.format == b.format && a.name == b.name && a.policy == b.policy;
+    };
+    try {
+        const IngestHeader got = parse_ingest_header(input, fallback);
+        if (!expected) return "accepted a header the contract refuses";
+        if (!same(got, *expected)) return "accepted the header with other values than it spells";
+        // What a client builds from it (ewsctl) reads back the same, whatever the default.
+        const IngestHeader again =
+            parse_ingest_header(ingest_header_json(got), RejectPolicy::reject_file);
+        if (!same(again, got)) return "ingest_header_json does not read back the same header";
+        return {};
+    } catch (const IngestRequestError& e) {
+        if (expected) return std::string("refused a valid header: ") + e.what();
+        const std::string what = e.what();
+        if (what.rfind("header: ", 0) != 0) return "refusal not about the header: " + what;
+        const Json reply = Json::parse(json_text(Json{{"error", what}}), nullptr, false);
+        if (!reply.is_object() || reply.size() != 1 || !reply.contains("error") ||
+            !reply["error"].is_string())
+            return "the refusal does not make a JSON error reply: " + what.substr(0, 200);
+        return {};
+    }
+    // Any other exception escapes: the fuzzer reports it as a crash.
 }
 
 // ---- the subscriber's message handling ----------------------------------------------------

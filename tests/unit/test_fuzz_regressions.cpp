@@ -73,6 +73,17 @@ TEST_CASE("fuzz regressions: subscriber message handling", "[fuzz]") {
     check_all("sub_message", [](const std::string& bytes) { return ews::fuzz::check_sub_message(bytes); });
 }
 
+TEST_CASE("fuzz regressions: ingest endpoint header frame", "[fuzz]") {
+    check_all("ingest_header", [](const std::string& bytes) { return ews::fuzz::check_ingest_header(bytes); });
+    // The seeds too: valid headers among them must be accepted as the contract reads them.
+    for (const auto& entry : fs::directory_iterator(fs::path(EWS_SOURCE_DIR) / "fuzz" / "corpus" / "ingest_header")) {
+        std::ifstream in(entry.path(), std::ios::binary);
+        const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+        INFO("fuzz/corpus/ingest_header/" << entry.path().filename().string());
+        CHECK(ews::fuzz::check_ingest_header(bytes) == "");
+    }
+}
+
 TEST_CASE("fuzz contract checks reject what breaks the contract", "[fuzz]") {
     // The checks themselves can fail: a parse that claims a row it did not validate, a
     // printed control character, a configuration error without a location.
