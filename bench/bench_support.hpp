@@ -1,7 +1,8 @@
 // bench_support.hpp: what every ews_bench_* program shares: the median of repeated runs,
 // the machine's load average (printed beside the figures), a progress line on a terminal,
-// a fatal error that names the program, and the common "rows" of the results files (one
-// object per line of the final table, read by bench/summary.py).
+// a fatal error that names the program, a scratch directory of its own, and the common
+// "rows" of the results files (one object per line of the final table, read by
+// bench/summary.py).
 #pragma once
 
 #include <unistd.h>
@@ -10,7 +11,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -41,6 +45,37 @@ inline std::string load_average() {
     std::cerr << program << ": " << what << "\n";
     std::exit(2);
 }
+
+// Returns: a new, empty directory of this run's own under the system's temporary directory
+// (TMPDIR, else /tmp), named PREFIX-XXXXXX by mkdtemp, so two runs never share one. Dies
+// (naming `program`) when it cannot be made.
+inline std::filesystem::path make_temp_dir(std::string_view program, const std::string& prefix) {
+    std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+    if (::mkdtemp(pattern.data()) == nullptr)
+        die(program, "cannot make a temporary directory " + pattern + ": " + std::strerror(errno));
+    return pattern;
+}
+
+// A directory of make_temp_dir, removed with everything in it when this goes, unless kept.
+class TempDir {
+public:
+    TempDir(std::string_view program, const std::string& prefix)
+        : path_(make_temp_dir(program, prefix)) {}
+    ~TempDir() {
+        if (keep_) return;
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    const std::filesystem::path& path() const { return path_; }
+    void keep() { keep_ = true; }
+
+private:
+    std::filesystem::path path_;
+    bool keep_ = false;
+};
 
 // One line of progress on stderr, rewritten in place; silent when stderr is not a terminal.
 class Progress {

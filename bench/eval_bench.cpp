@@ -593,10 +593,8 @@ Full measure_full(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
     const ews::AlertingParams alerting;
     // The daemon's crash marker, written before each plugin's turn and removed after the
     // last, in a directory of its own.
-    const auto marker_dir = std::filesystem::temp_directory_path() /
-                            ("ews-bench-marker-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(marker_dir);
-    ews::PluginCallMarker marker(marker_dir);
+    const ews::bench::TempDir marker_dir("ews_bench_eval", "ews-bench-marker");
+    ews::PluginCallMarker marker(marker_dir.path());
     ews::EvaluationOptions as_daemon;
     as_daemon.evidence = false;
     as_daemon.before_plugin = [&](const ews::LoadedPlugin& p) { marker.enter(p, now); };
@@ -626,7 +624,6 @@ Full measure_full(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
         }  // the results are released here, as the daemon releases them
         f.scored.add(watch);
     }
-    std::filesystem::remove_all(marker_dir);
     return f;
 }
 

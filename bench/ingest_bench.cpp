@@ -318,9 +318,8 @@ int main(int argc, char** argv) {
 
     Progress progress;
     const std::string load_before = load_average();
-    const fs::path dir = fs::temp_directory_path() / ("ews_bench_ingest_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
+    ews::bench::TempDir work("ews_bench_ingest", "ews-bench-ingest");
+    const fs::path dir = work.path();
 
     progress("generating " + std::to_string(o.rows) + " observations");
     std::vector<ews::Locality> localities;
@@ -488,9 +487,9 @@ int main(int argc, char** argv) {
     std::error_code ec;
     fs::create_directories(EWS_BENCH_RESULTS_DIR, ec);
     std::ofstream(fs::path(EWS_BENCH_RESULTS_DIR) / "ingest.json") << doc.dump(2) << "\n";
-    if (o.keep)
+    if (o.keep) {
+        work.keep();
         std::cerr << "kept " << dir << "\n";
-    else
-        fs::remove_all(dir, ec);
+    }
     return pass ? 0 : 1;
 }

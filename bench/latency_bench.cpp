@@ -665,11 +665,9 @@ struct Workspace {
 };
 
 Workspace make_workspace(const Options& o, std::size_t probes) {
-    char tmpl[] = "/tmp/ews-bench-latency-XXXXXX";
-    if (::mkdtemp(tmpl) == nullptr) die(std::string("mkdtemp: ") + std::strerror(errno));
-    g_dir = tmpl;
+    g_dir = ews::bench::make_temp_dir("ews_bench_latency", "ews-bench-latency");
     Workspace w;
-    w.dir = tmpl;
+    w.dir = g_dir;
     w.config = w.dir / "ewsd.toml";
     w.log = w.dir / "ewsd.log";
     w.ingest = tcp(free_port());

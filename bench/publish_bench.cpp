@@ -215,9 +215,7 @@ struct Keys {
     fs::path authorized_dir;
 
     Keys() {
-        char tmpl[] = "/tmp/ews-bench-publish-XXXXXX";
-        if (::mkdtemp(tmpl) == nullptr) die("mkdtemp: cannot make a key directory");
-        dir = tmpl;
+        dir = ews::bench::make_temp_dir("ews_bench_publish", "ews-bench-publish");
         server = ews::curve::generate();
         client = ews::curve::generate();
         server_secret_file = ews::curve::write_certificate(dir / "server", "bench-server", server).secret_file;

@@ -853,9 +853,7 @@ Run make_run_dir(const Options& o) {
     r.dir = o.cache_root / "run";
     // The control socket and NOTIFY_SOCKET are unix socket paths (at most 107 bytes).
     if ((r.dir / "state" / "control.sock").string().size() > 100) {
-        std::string pattern = (fs::temp_directory_path() / "ews-startup-XXXXXX").string();
-        if (!::mkdtemp(pattern.data())) die(std::string("mkdtemp: ") + std::strerror(errno));
-        r.dir = pattern;
+        r.dir = ews::bench::make_temp_dir("ews_bench_startup", "ews-startup");
     }
     std::error_code ec;
     fs::remove_all(r.dir, ec);
