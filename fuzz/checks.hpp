@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -601,6 +602,19 @@ inline std::string check_sub_message(std::string_view input) {
         return "--format csv row has " + std::to_string(fields->size()) + " fields, header " +
                std::to_string(header ? header->size() : 0);
     return {};
+}
+
+// The body of every fuzz target's LLVMFuzzerTestOneInput: runs `check` on the input as text
+// and aborts, printing the broken contract, when it reports one (libFuzzer then keeps the
+// input as a crash). Returns: 0, libFuzzer's "input done".
+template <class Check>
+int enforce(const std::uint8_t* data, std::size_t size, Check&& check) {
+    const std::string_view input(reinterpret_cast<const char*>(data), size);
+    if (const std::string problem = check(input); !problem.empty()) {
+        std::fprintf(stderr, "contract broken: %s\n", problem.c_str());
+        std::abort();
+    }
+    return 0;
 }
 
 }  // namespace ews::fuzz

@@ -5,8 +5,6 @@
 #include "checks.hpp"
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <string_view>
 
 namespace {
@@ -18,10 +16,7 @@ ews::fuzz::ScratchDir& scratch() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    const std::string_view input(reinterpret_cast<const char*>(data), size);
-    if (const auto problem = ews::fuzz::check_config(input, scratch().path()); !problem.empty()) {
-        std::fprintf(stderr, "contract broken: %s\n", problem.c_str());
-        std::abort();
-    }
-    return 0;
+    return ews::fuzz::enforce(data, size, [](std::string_view input) {
+        return ews::fuzz::check_config(input, scratch().path());
+    });
 }

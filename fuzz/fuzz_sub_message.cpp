@@ -5,15 +5,7 @@
 #include "checks.hpp"
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <string_view>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    const std::string_view input(reinterpret_cast<const char*>(data), size);
-    if (const auto problem = ews::fuzz::check_sub_message(input); !problem.empty()) {
-        std::fprintf(stderr, "contract broken: %s\n", problem.c_str());
-        std::abort();
-    }
-    return 0;
+    return ews::fuzz::enforce(data, size, ews::fuzz::check_sub_message);
 }
