@@ -3,7 +3,11 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cstring>
 #include <limits>
+#include <random>
+#include <string>
+#include <vector>
 
 using namespace ews;
 using nlohmann::json;
@@ -235,4 +239,161 @@ TEST_CASE("lifecycle fields: dominant, flapping, acknowledged, and a data event'
 TEST_CASE("the heartbeat carries the endpoint's last seq", "[messages]") {
     const json hb = json::parse(heartbeat_payload(41, at("2026-11-28T10:00:05Z")));
     CHECK(hb == json{{"schema", "ews.heartbeat/1"}, {"seq", 41}, {"at", "2026-11-28T10:00:05Z"}});
+}
+
+namespace {
+
+using ordered = nlohmann::ordered_json;
+
+std::vector<std::string> keys_of(const ordered& object) {
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : object.items()) keys.push_back(key);
+    return keys;
+}
+
+// Random messages whose strings hold quotes, backslashes, control characters, DEL, valid
+// UTF-8 and stray bytes, and whose numbers include NaN, infinities, -0, huge, tiny and
+// arbitrary bit patterns.
+struct RandomMessage {
+    std::mt19937_64 rng;
+    Locality locality;
+    Composite composite;
+    AlertEvent event;
+    std::vector<std::string> actions;
+    AlertState state;
+    AlertMessage message;
+
+    explicit RandomMessage(std::uint64_t seed) : rng(seed) {
+        locality.id = text();
+        locality.name = text();
+        locality.region = text();
+        composite.score = number();
+        composite.confidence = number();
+        composite.dominant = pick(5) - 1;
+        for (int i = pick(4); i > 0; --i) {
+            Contribution c;
+            c.indicator = text();
+            c.weight = number();
+            c.assessment.score = number();
+            c.assessment.confidence = number();
+            c.assessment.status = sdk::Status(pick(4));
+            if (pick(2)) c.assessment.newest = time();
+            c.assessment.evidence.text = text();
+            for (int v = pick(5); v > 0; --v)
+                c.assessment.evidence.values.push_back(
+                    {pick(3) ? text() : std::string("repeated"), number(), pick(2) == 0});
+            composite.contributions.push_back(std::move(c));
+        }
+        event.type = text();
+        event.alert_id = text();
+        event.level = Level(pick(4));
+        event.previous = Level(pick(4));
+        event.at = time();
+        if (pick(2)) event.opened_at = time();
+        if (pick(3) == 0)
+            event.gap = DataGap{text(), time(), sdk::Status(pick(4)),
+                                pick(2) ? std::optional<TimePoint>(time()) : std::nullopt};
+        for (int i = pick(3); i > 0; --i) actions.push_back(text());
+        state.flapping = pick(2) == 0;
+        if (pick(2)) {
+            state.acked_at = time();
+            state.acked_by = text();
+            state.acked_id = pick(2) ? event.alert_id : text();
+        }
+        if (pick(2)) state.notified_id = text();
+        message = AlertMessage{rng(), &event, &locality, pick(5) ? &composite : nullptr,
+                               pick(5) ? &actions : nullptr, pick(4) ? &state : nullptr,
+                               1 + pick(10)};
+    }
+
+    int pick(int n) { return static_cast<int>(rng() % static_cast<std::uint64_t>(n)); }
+    std::string text() {
+        std::string s;
+        for (int i = pick(12); i > 0; --i) {
+            const int k = pick(10);
+            if (k < 6) s += static_cast<char>('a' + pick(26));
+            else if (k == 6) s += static_cast<char>(pick(32));
+            else if (k == 7) s += "\"\\/\x7f"[pick(4)];
+            else if (k == 8) s += static_cast<char>(0x80 + pick(128));
+            else s += "\xc3\xa9";
+        }
+        return s;
+    }
+    double number() {
+        switch (pick(8)) {
+            case 0: return std::numeric_limits<double>::quiet_NaN();
+            case 1: return pick(2) ? std::numeric_limits<double>::infinity()
+                                   : -std::numeric_limits<double>::infinity();
+            case 2: return pick(100);
+            case 3: {
+                const std::uint64_t bits = rng();
+                double d;
+                std::memcpy(&d, &bits, sizeof d);
+                return d;
+            }
+            case 4: return -0.0;
+            case 5: return 1e-7 * pick(1000);
+            case 6: return 1e17 * pick(100);
+            default: return std::uniform_real_distribution<double>(-2, 120)(rng);
+        }
+    }
+    TimePoint time() {
+        return TimePoint(std::chrono::seconds(1700000000 + static_cast<std::int64_t>(rng() % 200000000)));
+    }
+};
+
+}  // namespace
+
+TEST_CASE("an alert payload is compact JSON exactly as nlohmann dumps it, fields in protocol order",
+          "[messages]") {
+    const std::vector<std::string> fields{"schema",   "seq",          "id",          "event",
+                                          "locality", "level",        "previous_level",
+                                          "score",    "confidence",   "at",          "opened_at",
+                                          "contributions", "data_gaps", "actions",   "dominant",
+                                          "flapping", "acknowledged"};
+    const std::vector<std::string> contribution_fields{"indicator", "weight", "score", "confidence",
+                                                       "status", "newest", "evidence"};
+    for (std::uint64_t seed = 1; seed <= 3000; ++seed) {
+        INFO("seed " << seed);
+        RandomMessage r(seed);
+        const std::string text = alert_payload(r.message);
+        ordered p;
+        REQUIRE_NOTHROW(p = ordered::parse(text));
+        // Parsing and dumping again gives the same bytes: every string escaped, every
+        // number written and every invalid UTF-8 byte replaced as nlohmann does it, no
+        // member written twice.
+        REQUIRE(p.dump(-1, ' ', false, ordered::error_handler_t::replace) == text);
+        auto expected = fields;
+        if (r.event.gap) {
+            expected.push_back("gap");
+            expected.push_back("alert_id");
+        }
+        REQUIRE(keys_of(p) == expected);
+        REQUIRE(keys_of(p.at("locality")) == std::vector<std::string>{"id", "name", "region"});
+        const std::size_t contributions = r.message.composite ? r.composite.contributions.size() : 0;
+        REQUIRE(p.at("contributions").size() == contributions);
+        for (const auto& c : p.at("contributions")) REQUIRE(keys_of(c) == contribution_fields);
+        REQUIRE(p.at("actions").size() == (r.message.actions ? r.actions.size() : 0));
+    }
+}
+
+TEST_CASE("alert payload strings and evidence names", "[messages]") {
+    Fixture f;
+    f.locality.name = std::string("a\"b\\c\x01\x1f\x7f\n\t", 10);
+    f.locality.region = "caf\xc3\xa9 \xff end";  // valid UTF-8, then a stray byte
+    auto& values = f.composite.contributions.at(0).assessment.evidence.values;
+    values = {{"dropouts", 12, true}, {"rate", 0.5, false}, {"dropouts", 3, true}};
+    AlertMessage m;
+    m.event = &f.event;
+    m.locality = &f.locality;
+    m.composite = &f.composite;
+    const std::string text = alert_payload(m);
+    CHECK(text.find(R"("name":"a\"b\\c\u0001\u001f)" "\x7f" R"(\n\t")") != std::string::npos);
+    CHECK(text.find("\"region\":\"caf\xc3\xa9 \xef\xbf\xbd end\"") != std::string::npos);
+    // A name given twice keeps its first place and takes its last value (3: below min_cell).
+    CHECK(text.find(R"("values":{"dropouts":"<5","rate":0.5})") != std::string::npos);
+    // Doubles as nlohmann writes them: a whole number keeps ".0".
+    CHECK(text.find(R"("weight":1.5)") != std::string::npos);
+    f.composite.contributions.at(0).weight = 2;
+    CHECK(alert_payload(m).find(R"("weight":2.0)") != std::string::npos);
 }
