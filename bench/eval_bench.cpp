@@ -29,8 +29,9 @@
 //                    true), at 10k, 100k and 1M localities. Every size holds the same light
 //                    history per locality (the last 61 days of the year, about 14 rows), so
 //                    that only the number of localities differs; the ratio largest / smallest
-//                    (1M / 10k) must stay <= 2. The same is measured on the year of history
-//                    at 100k, against the full evaluation.
+//                    (1M / 10k) must stay <= 2. The sizes take turns, one evaluation each a
+//                    round, after one unmeasured round (measure_incremental). The same is
+//                    measured on the year of history at 100k, against the full evaluation.
 //   scale study:     with --scale-study, the full evaluation and its reference are measured
 //                    again on each of those sizes, before their incremental measurement: the
 //                    same light history at every size (a year at 1M localities, 100M
@@ -531,30 +532,56 @@ struct Incremental {
     std::size_t assessed = 0;  // localities assessed, summed over repetitions
 };
 
-// Measures `reps` incremental evaluations, the k-th with its new rows k hours after the day
-// following the history. The dirty marks must be clear on entry.
-Incremental measure_incremental(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
-                                const Options& o, const Progress& progress) {
-    Incremental out;
-    std::mt19937_64 rng(7 + d.localities);
-    for (int rep = 0; rep < o.incremental_reps; ++rep) {
-        progress(std::to_string(d.localities) + " localities: incremental evaluation " +
-                 std::to_string(rep + 1) + "/" + std::to_string(o.incremental_reps));
-        const TimePoint at = day_time(year_days) + std::chrono::hours(rep + 1);
-        const auto rows = new_observations(d.localities, o.new_rows, at, rng);
-        const Stopwatch watch;
-        d.engine->apply(rows);
-        out.apply.add(watch);
-        const std::size_t dirty = d.engine->dirty_count();
-        ews::EvaluationOptions no_evidence;  // as the daemon evaluates
-        no_evidence.evidence = false;
-        const auto results = d.engine->evaluate(plugins, at, true, no_evidence);
-        out.total.add(watch);
-        if (results.size() != dirty)
-            die("incremental evaluation assessed " + std::to_string(results.size()) +
-                " localities, " + std::to_string(dirty) + " were dirty");
-        require_no_faults(*d.engine, plugins);
-        out.assessed += results.size();
+// One incremental evaluation of `d` added to `out`: new rows `rep + 1` hours after the day
+// following the history, then the dirty localities assessed. The dirty marks must be clear
+// on entry, and are on return.
+void incremental_rep(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
+                     const Options& o, int rep, std::mt19937_64& rng, Incremental* out) {
+    const TimePoint at = day_time(year_days) + std::chrono::hours(rep + 1);
+    const auto rows = new_observations(d.localities, o.new_rows, at, rng);
+    const Stopwatch watch;
+    d.engine->apply(rows);
+    const double apply_wall = watch.wall_ms(), apply_cpu = watch.cpu_ms();
+    const std::size_t dirty = d.engine->dirty_count();
+    ews::EvaluationOptions no_evidence;  // as the daemon evaluates
+    no_evidence.evidence = false;
+    const auto results = d.engine->evaluate(plugins, at, true, no_evidence);
+    const double total_wall = watch.wall_ms(), total_cpu = watch.cpu_ms();
+    if (results.size() != dirty)
+        die("incremental evaluation assessed " + std::to_string(results.size()) +
+            " localities, " + std::to_string(dirty) + " were dirty");
+    require_no_faults(*d.engine, plugins);
+    if (!out) return;
+    out->apply.wall.push_back(apply_wall);
+    out->apply.cpu.push_back(apply_cpu);
+    out->total.wall.push_back(total_wall);
+    out->total.cpu.push_back(total_cpu);
+    out->assessed += results.size();
+}
+
+// Measures `o.incremental_reps` incremental evaluations of each dataset, in rounds: each
+// round one evaluation of each dataset, smallest first, so that each size is measured in the
+// same state of the machine (its speed drifts over minutes) and of its caches (each
+// evaluation follows the other sizes' evaluations, as a daemon's follows other work,
+// instead of its own repetition with its data still cached). One unmeasured round first:
+// after the scale study, the allocator's first requests sort through the millions of blocks
+// the study's evaluations freed (the first 1M-locality repetition took 113 ms against
+// 15-25 ms for the others in one run), which is the study's cost, not the incremental
+// evaluation's. Returns: each dataset's figures, in the order of `datasets`.
+std::vector<Incremental> measure_incremental(const std::vector<Dataset*>& datasets,
+                                             const std::vector<ews::LoadedPlugin>& plugins,
+                                             const Options& o, const Progress& progress) {
+    std::vector<Incremental> out(datasets.size());
+    std::vector<std::mt19937_64> rng;
+    for (const Dataset* d : datasets) rng.emplace_back(7 + d->localities);
+    for (int rep = -1; rep < o.incremental_reps; ++rep) {
+        for (std::size_t i = 0; i < datasets.size(); ++i) {
+            Dataset& d = *datasets[i];
+            progress(std::to_string(d.localities) + " localities: incremental evaluation " +
+                     (rep < 0 ? std::string("(unmeasured)")
+                              : std::to_string(rep + 1) + "/" + std::to_string(o.incremental_reps)));
+            incremental_rep(d, plugins, o, rep + 1, rng[i], rep < 0 ? nullptr : &out[i]);
+        }
     }
     return out;
 }
@@ -786,7 +813,7 @@ int main(int argc, char** argv) {
 
     // ---- 2. incremental evaluation ------------------------------------------------------
     progress("incremental evaluation, a year of history");
-    const Incremental inc_year = measure_incremental(year, plugins, o, progress);
+    const Incremental inc_year = measure_incremental({&year}, plugins, o, progress).at(0);
     const std::size_t year_observations = year.observations;
     year = Dataset{};  // frees the year before the other sizes are built
 
@@ -800,8 +827,13 @@ int main(int argc, char** argv) {
     };
     std::vector<Size> sizes;
     for (std::size_t n : o.sizes) sizes.push_back({n});
-    for (auto& s : sizes) {
-        Dataset d = load(s.localities, light_first_day, o.scale_study, progress);
+    // Every size is held until its incremental evaluations, which take turns (see
+    // measure_incremental).
+    std::vector<Dataset> held(sizes.size());
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+        Size& s = sizes[i];
+        Dataset& d = held[i];
+        d = load(s.localities, light_first_day, o.scale_study, progress);
         s.observations = d.observations;
         s.load_seconds = d.load_seconds;
         if (o.scale_study) {
@@ -812,8 +844,14 @@ int main(int argc, char** argv) {
             d.plain = PlainData{};
         }
         clear_dirty(*d.engine);
-        s.inc = measure_incremental(d, plugins, o, progress);
     }
+    {
+        std::vector<Dataset*> turns;
+        for (auto& d : held) turns.push_back(&d);
+        const auto inc = measure_incremental(turns, plugins, o, progress);
+        for (std::size_t i = 0; i < sizes.size(); ++i) sizes[i].inc = inc[i];
+    }
+    held.clear();
     progress.done();
 
     if (o.scale_study) {
