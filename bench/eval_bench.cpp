@@ -532,9 +532,9 @@ struct Incremental {
     std::size_t assessed = 0;  // localities assessed, summed over repetitions
 };
 
-// One incremental evaluation of `d` added to `out`: new rows `rep + 1` hours after the day
-// following the history, then the dirty localities assessed. The dirty marks must be clear
-// on entry, and are on return.
+// One incremental evaluation of `d`, its figures added to `out` unless null: new rows
+// `rep + 1` hours after the day following the history, then the dirty localities assessed.
+// The dirty marks must be clear on entry, and are on return.
 void incremental_rep(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
                      const Options& o, int rep, std::mt19937_64& rng, Incremental* out) {
     const TimePoint at = day_time(year_days) + std::chrono::hours(rep + 1);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
@@ -222,16 +223,39 @@ void write_contribution(JsonWriter& w, const Contribution& c, int min_cell) {
     w.key("newest").time_or_null(a.newest);
     w.key("evidence").begin_object();
     w.key("text").string(a.evidence.text);
-    // A name given twice keeps its first place and its last value, as in a JSON object.
+    // A name given twice is written once, at its first place, with its last value (what a
+    // JSON tree keeps of a repeated member).
     w.key("values").begin_object();
     const auto& values = a.evidence.values;
+    std::vector<std::size_t> last(values.size());  // for a name's first place: its last one
+    std::vector<bool> first(values.size(), true);
+    if (values.size() <= 16) {
+        for (std::size_t i = 0; i < values.size(); ++i) {
+            last[i] = i;
+            for (std::size_t j = 0; j < i && first[i]; ++j)
+                if (first[j] && values[j].name == values[i].name) {
+                    first[i] = false;
+                    last[j] = i;
+                }
+        }
+    } else {  // a plugin may return any number of values: no quadratic pass over them
+        std::vector<std::size_t> by_name(values.size());
+        std::iota(by_name.begin(), by_name.end(), std::size_t{0});
+        std::stable_sort(by_name.begin(), by_name.end(), [&](std::size_t x, std::size_t y) {
+            return values[x].name < values[y].name;
+        });
+        for (std::size_t k = 0; k < by_name.size();) {
+            std::size_t end = k + 1;
+            while (end < by_name.size() && values[by_name[end]].name == values[by_name[k]].name)
+                first[by_name[end++]] = false;
+            last[by_name[k]] = by_name[end - 1];
+            k = end;
+        }
+    }
     for (std::size_t i = 0; i < values.size(); ++i) {
-        const auto same_name = [&](const sdk::EvidenceValue& v) { return v.name == values[i].name; };
-        if (std::any_of(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(i), same_name))
-            continue;  // written at its first place
-        const auto last = std::find_if(values.rbegin(), values.rend(), same_name);
+        if (!first[i]) continue;
         w.key(values[i].name);
-        write_evidence_value(w, *last, min_cell);
+        write_evidence_value(w, values[last[i]], min_cell);
     }
     w.end_object();
     w.end_object();

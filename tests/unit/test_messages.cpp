@@ -392,6 +392,17 @@ TEST_CASE("alert payload strings and evidence names", "[messages]") {
     CHECK(text.find("\"region\":\"caf\xc3\xa9 \xef\xbf\xbd end\"") != std::string::npos);
     // A name given twice keeps its first place and takes its last value (3: below min_cell).
     CHECK(text.find(R"("values":{"dropouts":"<5","rate":0.5})") != std::string::npos);
+    // The same with more values than the short path takes: 40 values under 13 names.
+    values.clear();
+    for (int i = 0; i < 40; ++i)
+        values.push_back({"v" + std::to_string((i * 7) % 13), double(i) + 0.5, false});
+    const ordered many = ordered::parse(alert_payload(m));
+    const auto& got = many.at("contributions").at(0).at("evidence").at("values");
+    ordered expected = ordered::object();  // a JSON tree's own handling of repeated members
+    for (const auto& v : values) expected[v.name] = v.value;
+    CHECK(got.dump() == expected.dump());
+    CHECK(got.size() == 13);
+    values = {{"dropouts", 12, true}, {"rate", 0.5, false}, {"dropouts", 3, true}};
     // Doubles as nlohmann writes them: a whole number keeps ".0".
     CHECK(text.find(R"("weight":1.5)") != std::string::npos);
     f.composite.contributions.at(0).weight = 2;
