@@ -83,6 +83,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -537,26 +538,23 @@ struct Incremental {
 // The dirty marks must be clear on entry, and are on return.
 void incremental_rep(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
                      const Options& o, int rep, std::mt19937_64& rng, Incremental* out) {
+    Incremental unmeasured;
+    Incremental& into = out ? *out : unmeasured;
     const TimePoint at = day_time(year_days) + std::chrono::hours(rep + 1);
     const auto rows = new_observations(d.localities, o.new_rows, at, rng);
     const Stopwatch watch;
     d.engine->apply(rows);
-    const double apply_wall = watch.wall_ms(), apply_cpu = watch.cpu_ms();
+    into.apply.add(watch);
     const std::size_t dirty = d.engine->dirty_count();
     ews::EvaluationOptions no_evidence;  // as the daemon evaluates
     no_evidence.evidence = false;
     const auto results = d.engine->evaluate(plugins, at, true, no_evidence);
-    const double total_wall = watch.wall_ms(), total_cpu = watch.cpu_ms();
+    into.total.add(watch);
     if (results.size() != dirty)
         die("incremental evaluation assessed " + std::to_string(results.size()) +
             " localities, " + std::to_string(dirty) + " were dirty");
     require_no_faults(*d.engine, plugins);
-    if (!out) return;
-    out->apply.wall.push_back(apply_wall);
-    out->apply.cpu.push_back(apply_cpu);
-    out->total.wall.push_back(total_wall);
-    out->total.cpu.push_back(total_cpu);
-    out->assessed += results.size();
+    into.assessed += results.size();
 }
 
 // Measures `o.incremental_reps` incremental evaluations of each dataset, in rounds: each
@@ -568,15 +566,15 @@ void incremental_rep(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
 // the study's evaluations freed (the first 1M-locality repetition took 113 ms against
 // 15-25 ms for the others in one run), which is the study's cost, not the incremental
 // evaluation's. Returns: each dataset's figures, in the order of `datasets`.
-std::vector<Incremental> measure_incremental(const std::vector<Dataset*>& datasets,
+std::vector<Incremental> measure_incremental(std::span<Dataset> datasets,
                                              const std::vector<ews::LoadedPlugin>& plugins,
                                              const Options& o, const Progress& progress) {
     std::vector<Incremental> out(datasets.size());
     std::vector<std::mt19937_64> rng;
-    for (const Dataset* d : datasets) rng.emplace_back(7 + d->localities);
+    for (const Dataset& d : datasets) rng.emplace_back(7 + d.localities);
     for (int rep = -1; rep < o.incremental_reps; ++rep) {
         for (std::size_t i = 0; i < datasets.size(); ++i) {
-            Dataset& d = *datasets[i];
+            Dataset& d = datasets[i];
             progress(std::to_string(d.localities) + " localities: incremental evaluation " +
                      (rep < 0 ? std::string("(unmeasured)")
                               : std::to_string(rep + 1) + "/" + std::to_string(o.incremental_reps)));
@@ -813,7 +811,7 @@ int main(int argc, char** argv) {
 
     // ---- 2. incremental evaluation ------------------------------------------------------
     progress("incremental evaluation, a year of history");
-    const Incremental inc_year = measure_incremental({&year}, plugins, o, progress).at(0);
+    const Incremental inc_year = measure_incremental({&year, 1}, plugins, o, progress).at(0);
     const std::size_t year_observations = year.observations;
     year = Dataset{};  // frees the year before the other sizes are built
 
@@ -845,12 +843,8 @@ int main(int argc, char** argv) {
         }
         clear_dirty(*d.engine);
     }
-    {
-        std::vector<Dataset*> turns;
-        for (auto& d : held) turns.push_back(&d);
-        const auto inc = measure_incremental(turns, plugins, o, progress);
-        for (std::size_t i = 0; i < sizes.size(); ++i) sizes[i].inc = inc[i];
-    }
+    const auto measured = measure_incremental(held, plugins, o, progress);
+    for (std::size_t i = 0; i < sizes.size(); ++i) sizes[i].inc = measured[i];
     held.clear();
     progress.done();
 

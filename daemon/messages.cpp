@@ -227,33 +227,24 @@ void write_contribution(JsonWriter& w, const Contribution& c, int min_cell) {
     // JSON tree keeps of a repeated member).
     w.key("values").begin_object();
     const auto& values = a.evidence.values;
-    std::vector<std::size_t> last(values.size());  // for a name's first place: its last one
-    std::vector<bool> first(values.size(), true);
-    if (values.size() <= 16) {
-        for (std::size_t i = 0; i < values.size(); ++i) {
-            last[i] = i;
-            for (std::size_t j = 0; j < i && first[i]; ++j)
-                if (first[j] && values[j].name == values[i].name) {
-                    first[i] = false;
-                    last[j] = i;
-                }
-        }
-    } else {  // a plugin may return any number of values: no quadratic pass over them
-        std::vector<std::size_t> by_name(values.size());
-        std::iota(by_name.begin(), by_name.end(), std::size_t{0});
-        std::stable_sort(by_name.begin(), by_name.end(), [&](std::size_t x, std::size_t y) {
-            return values[x].name < values[y].name;
-        });
-        for (std::size_t k = 0; k < by_name.size();) {
-            std::size_t end = k + 1;
-            while (end < by_name.size() && values[by_name[end]].name == values[by_name[k]].name)
-                first[by_name[end++]] = false;
-            last[by_name[k]] = by_name[end - 1];
-            k = end;
-        }
+    // Sorted by name (stable, so each name's places stay in order), every name's first
+    // place gets its last place; the other places of a name are skipped. No quadratic pass:
+    // a plugin may return any number of values.
+    constexpr auto skipped = static_cast<std::size_t>(-1);
+    std::vector<std::size_t> by_name(values.size());
+    std::iota(by_name.begin(), by_name.end(), std::size_t{0});
+    std::stable_sort(by_name.begin(), by_name.end(), [&](std::size_t x, std::size_t y) {
+        return values[x].name < values[y].name;
+    });
+    std::vector<std::size_t> last(values.size(), skipped);  // by place
+    for (std::size_t k = 0; k < by_name.size();) {
+        std::size_t end = k + 1;
+        while (end < by_name.size() && values[by_name[end]].name == values[by_name[k]].name) ++end;
+        last[by_name[k]] = by_name[end - 1];
+        k = end;
     }
     for (std::size_t i = 0; i < values.size(); ++i) {
-        if (!first[i]) continue;
+        if (last[i] == skipped) continue;
         w.key(values[i].name);
         write_evidence_value(w, values[last[i]], min_cell);
     }

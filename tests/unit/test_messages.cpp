@@ -392,7 +392,7 @@ TEST_CASE("alert payload strings and evidence names", "[messages]") {
     CHECK(text.find("\"region\":\"caf\xc3\xa9 \xef\xbf\xbd end\"") != std::string::npos);
     // A name given twice keeps its first place and takes its last value (3: below min_cell).
     CHECK(text.find(R"("values":{"dropouts":"<5","rate":0.5})") != std::string::npos);
-    // The same with more values than the short path takes: 40 values under 13 names.
+    // Many places of a name: 40 values under 13 names.
     values.clear();
     for (int i = 0; i < 40; ++i)
         values.push_back({"v" + std::to_string((i * 7) % 13), double(i) + 0.5, false});
