@@ -45,7 +45,12 @@
 // for a year, from a fixed seed. `now` is the day after the history.
 //
 // Where the time goes: each plugin alone through the engine, a plugin that does nothing
-// (the engine's own cost per call) and the walking plugin, each printed per call.
+// (the engine's own cost per call) and the walking plugin, each printed per call; and the
+// interface's floor: the full evaluation (engine, composing, lifecycle) with three bench
+// plugins that make the shipped plugins' requests of their views and read every point they
+// are handed but do no indicator arithmetic (RequestsOnly), against the same reference, with
+// the number of points they are handed (each neighbour's series is handed again to every
+// locality that lists it). A row without a target.
 //
 // Times are wall clock (the targets) and the CPU time of all the process's threads (how
 // much work it was, which stays meaningful when other processes share the cores). The
@@ -432,6 +437,77 @@ public:
     }
 };
 
+// Bench-side stand-in for one shipped plugin that makes the same requests of the view (the
+// same series of the locality and of each neighbour, or kinds() and then each kind's series)
+// and reads every point it is handed, but does no indicator arithmetic: three of them, in
+// place of the shipped plugins, give the floor of the per-locality plugin interface (the
+// engine's calls and views, composing and the alert lifecycle) below which no indicators
+// with these data needs can go.
+class RequestsOnly final : public ews::sdk::Indicator {
+public:
+    enum class Pattern {
+        school_dropout,       // school.dropouts, school.enrolled; the same of each neighbour
+        community_incidents,  // kinds("incident."), then each of their series
+        group_presence,       // presence.report, presence.recruitment_activity; and neighbours'
+    };
+    // With `points_read`, adds the number of points each call was handed (for a counting
+    // evaluation apart from the timed ones).
+    RequestsOnly(std::string name, Pattern pattern, std::atomic<std::size_t>* points_read = nullptr)
+        : name_(std::move(name)), pattern_(pattern), points_read_(points_read) {}
+    ews::sdk::Descriptor describe() const override {
+        switch (pattern_) {
+            case Pattern::school_dropout:
+                return {name_, "1.0.0", {"school.enrolled", "school.dropouts"}, {}};
+            case Pattern::community_incidents: return {name_, "1.0.0", {"incident.*"}, {}};
+            case Pattern::group_presence:
+                return {name_, "1.0.0", {"presence.report", "presence.recruitment_activity"}, {}};
+        }
+        return {};
+    }
+    void configure(const ews::sdk::Params&) override {}
+    const std::string& name() const { return name_; }
+    Pattern pattern() const { return pattern_; }
+    ews::sdk::Assessment assess(const ews::sdk::LocalityView& view, TimePoint) const override {
+        double sum = 0;
+        std::size_t read_count = 0;
+        auto read = [&](std::span<const ews::sdk::Point> points) {
+            for (const auto& p : points) sum += p.value * p.weight;
+            read_count += points.size();
+        };
+        auto pair = [&](const ews::sdk::LocalityView& v, std::string_view a, std::string_view b) {
+            read(v.series(a));
+            read(v.series(b));
+        };
+        switch (pattern_) {
+            case Pattern::school_dropout:
+            case Pattern::group_presence: {
+                const bool school = pattern_ == Pattern::school_dropout;
+                const std::string_view a = school ? "school.dropouts" : "presence.report";
+                const std::string_view b =
+                    school ? "school.enrolled" : "presence.recruitment_activity";
+                pair(view, a, b);
+                for (std::size_t i = 0; i < view.neighbour_count(); ++i)
+                    pair(view.neighbour(i), a, b);
+                break;
+            }
+            case Pattern::community_incidents:
+                for (std::string_view kind : view.kinds("incident.")) read(view.series(kind));
+                break;
+        }
+        if (points_read_) points_read_->fetch_add(read_count, std::memory_order_relaxed);
+        ews::sdk::Assessment a;
+        a.status = ews::sdk::Status::ok;
+        a.confidence = 1;
+        a.score = sum > 0 ? 0.01 : 0;  // quiet everywhere: no alert, the lifecycle's cheapest path
+        return a;
+    }
+
+private:
+    std::string name_;
+    Pattern pattern_;
+    std::atomic<std::size_t>* points_read_;
+};
+
 ews::LoadedPlugin in_process(std::shared_ptr<ews::sdk::Indicator> indicator) {
     ews::LoadedPlugin p;
     p.descriptor = indicator->describe();
@@ -809,6 +885,62 @@ int main(int argc, char** argv) {
                 "sum of the three plugins alone", alone_wall, alone_cpu, eng, median(engine.cpu));
     std::fflush(stdout);
 
+    // The floor of the per-locality interface: three stand-ins making the shipped plugins'
+    // requests and reading their points, with no indicator arithmetic, measured as the full
+    // evaluation is (engine, composing, lifecycle; against the same reference).
+    using Pattern = RequestsOnly::Pattern;
+    const std::vector<ews::LoadedPlugin> floor_plugins = {
+        in_process(std::make_shared<RequestsOnly>("school_requests", Pattern::school_dropout)),
+        in_process(
+            std::make_shared<RequestsOnly>("incident_requests", Pattern::community_incidents)),
+        in_process(std::make_shared<RequestsOnly>("presence_requests", Pattern::group_presence))};
+    std::vector<std::string> floor_names;
+    for (const auto& p : floor_plugins) floor_names.push_back(p.name());
+    // How many points the three are handed in one evaluation, against the reference's one
+    // read of each point: the neighbours' series are read again for every locality listing
+    // them.
+    std::atomic<std::size_t> floor_points{0};
+    {
+        std::vector<ews::LoadedPlugin> counting;
+        for (const auto& p : floor_plugins) {
+            const auto& r = static_cast<const RequestsOnly&>(*p.indicator);
+            counting.push_back(
+                in_process(std::make_shared<RequestsOnly>(r.name(), r.pattern(), &floor_points)));
+        }
+        year.engine->evaluate(counting, now, false);
+    }
+    const Full floor = measure_full(year, floor_plugins, floor_names, now, o.reps, progress);
+    const double floor_ref = median(floor.reference.wall);
+    const double floor_engine = median(floor.engine.wall), floor_scored = median(floor.scored.wall);
+    std::printf("\nthe interface's floor: three bench plugins making the shipped plugins' requests "
+                "(own and neighbours' series, kinds()) and reading every point, no indicator "
+                "arithmetic, median of %d; they are handed %zu points an evaluation, %.2f "
+                "times the %zu the reference reads\n",
+                o.reps, floor_points.load(), double(floor_points.load()) / double(year.observations),
+                year.observations);
+    std::printf("%-42s %9s %9s %9s %9s %7s\n", "what", "ms", "cpu ms", "ref ms", "ref cpu",
+                "ratio");
+    std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f\n", "engine (Engine::evaluate)",
+                floor_engine, median(floor.engine.cpu), floor_ref, median(floor.reference.cpu),
+                floor_engine / floor_ref);
+    std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f\n", "engine + compose + advance, released",
+                floor_scored, median(floor.scored.cpu), floor_ref, median(floor.reference.cpu),
+                floor_scored / floor_ref);
+    std::fflush(stdout);
+    checksum += floor.checksum;
+    const nlohmann::json interface_floor = {
+        {"what", "three bench plugins making the shipped plugins' requests, no arithmetic"},
+        {"engine_ms", floor_engine},
+        {"engine_cpu_ms", median(floor.engine.cpu)},
+        {"scored_ms", floor_scored},
+        {"scored_cpu_ms", median(floor.scored.cpu)},
+        {"reference_ms", floor_ref},
+        {"engine_ratio", floor_engine / floor_ref},
+        {"scored_ratio", floor_scored / floor_ref},
+        {"events_published", floor.level_changes},
+        {"points_handed", floor_points.load()},
+        {"points_in_reference", year.observations}};
+
     // ---- 2. incremental evaluation ------------------------------------------------------
     progress("incremental evaluation, a year of history");
     const Incremental inc_year = measure_incremental({&year, 1}, plugins, o, progress).at(0);
@@ -954,6 +1086,20 @@ int main(int argc, char** argv) {
         table.push_back(row);
     }
     {
+        // No target: what the per-locality plugin interface costs before any indicator
+        // arithmetic (RequestsOnly), against the same reference.
+        ews::bench::ResultRow row;
+        row.what = "full evaluation, interface floor (the plugins' requests, no arithmetic)";
+        row.ewsd = floor_scored / 1000.0;
+        row.reference = floor_ref / 1000.0;
+        row.reference_name = plain_name;
+        row.unit = "s";
+        row.ratio = floor_scored / floor_ref;
+        row.ratio_name = "time ewsd / reference";
+        row.runs = o.reps;
+        table.push_back(row);
+    }
+    {
         ews::bench::ResultRow row;
         row.what = "incremental, " + short_count(o.new_rows) + " new observations, " +
                    short_count(o.localities) + " localities x 1 year";
@@ -1034,6 +1180,7 @@ int main(int argc, char** argv) {
           {"target", "engine + scoring <= 5x reference and < 1000 ms"},
           {"pass", full_ok}}},
         {"breakdown", breakdown},
+        {"interface_floor", interface_floor},
         {"incremental",
          {{"new_observations", o.new_rows},
           {"repetitions", o.incremental_reps},
