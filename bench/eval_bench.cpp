@@ -442,7 +442,8 @@ public:
 // and reads every point it is handed, but does no indicator arithmetic: three of them, in
 // place of the shipped plugins, give the floor of the per-locality plugin interface (the
 // engine's calls and views, composing and the alert lifecycle) below which no indicators
-// with these data needs can go.
+// with these data needs can go. Without `neighbours`, only the locality's own series are
+// asked for: the same points as the reference reads, once each.
 class RequestsOnly final : public ews::sdk::Indicator {
 public:
     enum class Pattern {
@@ -452,8 +453,10 @@ public:
     };
     // With `points_read`, adds the number of points each call was handed (for a counting
     // evaluation apart from the timed ones).
-    RequestsOnly(std::string name, Pattern pattern, std::atomic<std::size_t>* points_read = nullptr)
-        : name_(std::move(name)), pattern_(pattern), points_read_(points_read) {}
+    RequestsOnly(std::string name, Pattern pattern, bool neighbours,
+                 std::atomic<std::size_t>* points_read = nullptr)
+        : name_(std::move(name)), pattern_(pattern), neighbours_(neighbours),
+          points_read_(points_read) {}
     ews::sdk::Descriptor describe() const override {
         switch (pattern_) {
             case Pattern::school_dropout:
@@ -467,6 +470,7 @@ public:
     void configure(const ews::sdk::Params&) override {}
     const std::string& name() const { return name_; }
     Pattern pattern() const { return pattern_; }
+    bool neighbours() const { return neighbours_; }
     ews::sdk::Assessment assess(const ews::sdk::LocalityView& view, TimePoint) const override {
         double sum = 0;
         std::size_t read_count = 0;
@@ -486,7 +490,7 @@ public:
                 const std::string_view b =
                     school ? "school.enrolled" : "presence.recruitment_activity";
                 pair(view, a, b);
-                for (std::size_t i = 0; i < view.neighbour_count(); ++i)
+                for (std::size_t i = 0; neighbours_ && i < view.neighbour_count(); ++i)
                     pair(view.neighbour(i), a, b);
                 break;
             }
@@ -505,6 +509,7 @@ public:
 private:
     std::string name_;
     Pattern pattern_;
+    bool neighbours_;
     std::atomic<std::size_t>* points_read_;
 };
 
@@ -728,6 +733,38 @@ Full measure_full(Dataset& d, const std::vector<ews::LoadedPlugin>& plugins,
     return f;
 }
 
+// The interface's floor measured as the full evaluation is (see RequestsOnly).
+struct Floor {
+    bool neighbours = true;
+    std::size_t points = 0;  // points handed to the three in one evaluation
+    Full full;
+};
+
+Floor measure_floor(Dataset& d, bool neighbours, TimePoint now, int reps,
+                    const Progress& progress) {
+    using Pattern = RequestsOnly::Pattern;
+    const std::pair<const char*, Pattern> three[] = {
+        {"school_requests", Pattern::school_dropout},
+        {"incident_requests", Pattern::community_incidents},
+        {"presence_requests", Pattern::group_presence}};
+    Floor f;
+    f.neighbours = neighbours;
+    std::vector<ews::LoadedPlugin> plugins, counting;
+    std::vector<std::string> names;
+    std::atomic<std::size_t> points{0};
+    for (const auto& [name, pattern] : three) {
+        plugins.push_back(in_process(std::make_shared<RequestsOnly>(name, pattern, neighbours)));
+        counting.push_back(
+            in_process(std::make_shared<RequestsOnly>(name, pattern, neighbours, &points)));
+        names.push_back(name);
+    }
+    // Counted in an evaluation of its own, apart from the timed ones.
+    d.engine->evaluate(counting, now, false);
+    f.points = points.load();
+    f.full = measure_full(d, plugins, names, now, reps, progress);
+    return f;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -885,61 +922,51 @@ int main(int argc, char** argv) {
                 "sum of the three plugins alone", alone_wall, alone_cpu, eng, median(engine.cpu));
     std::fflush(stdout);
 
-    // The floor of the per-locality interface: three stand-ins making the shipped plugins'
-    // requests and reading their points, with no indicator arithmetic, measured as the full
-    // evaluation is (engine, composing, lifecycle; against the same reference).
-    using Pattern = RequestsOnly::Pattern;
-    const std::vector<ews::LoadedPlugin> floor_plugins = {
-        in_process(std::make_shared<RequestsOnly>("school_requests", Pattern::school_dropout)),
-        in_process(
-            std::make_shared<RequestsOnly>("incident_requests", Pattern::community_incidents)),
-        in_process(std::make_shared<RequestsOnly>("presence_requests", Pattern::group_presence))};
-    std::vector<std::string> floor_names;
-    for (const auto& p : floor_plugins) floor_names.push_back(p.name());
-    // How many points the three are handed in one evaluation, against the reference's one
-    // read of each point: the neighbours' series are read again for every locality listing
-    // them.
-    std::atomic<std::size_t> floor_points{0};
-    {
-        std::vector<ews::LoadedPlugin> counting;
-        for (const auto& p : floor_plugins) {
-            const auto& r = static_cast<const RequestsOnly&>(*p.indicator);
-            counting.push_back(
-                in_process(std::make_shared<RequestsOnly>(r.name(), r.pattern(), &floor_points)));
-        }
-        year.engine->evaluate(counting, now, false);
+    // The floor of the per-locality interface: the shipped plugins' requests without their
+    // arithmetic, and the same without the neighbours' series.
+    const Floor floor = measure_floor(year, true, now, o.reps, progress);
+    const Floor own_floor = measure_floor(year, false, now, o.reps, progress);
+    for (const Floor* f : {&floor, &own_floor}) {
+        std::printf("\nthe interface's floor, %s: three bench plugins making the shipped plugins' "
+                    "requests and reading every point, no indicator arithmetic, median of %d; "
+                    "they are handed %zu points an evaluation, %.2f times the %zu the reference "
+                    "reads\n",
+                    f->neighbours ? "with the neighbours' series" : "own series only", o.reps,
+                    f->points, double(f->points) / double(year.observations), year.observations);
+        std::printf("%-42s %9s %9s %9s %9s %7s\n", "what", "ms", "cpu ms", "ref ms", "ref cpu",
+                    "ratio");
+        const Full& m = f->full;
+        const double ref_ms = median(m.reference.wall);
+        std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f\n", "engine (Engine::evaluate)",
+                    median(m.engine.wall), median(m.engine.cpu), ref_ms,
+                    median(m.reference.cpu), median(m.engine.wall) / ref_ms);
+        std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f\n",
+                    "engine + compose + advance, released", median(m.scored.wall),
+                    median(m.scored.cpu), ref_ms, median(m.reference.cpu),
+                    median(m.scored.wall) / ref_ms);
+        checksum += m.checksum;
     }
-    const Full floor = measure_full(year, floor_plugins, floor_names, now, o.reps, progress);
-    const double floor_ref = median(floor.reference.wall);
-    const double floor_engine = median(floor.engine.wall), floor_scored = median(floor.scored.wall);
-    std::printf("\nthe interface's floor: three bench plugins making the shipped plugins' requests "
-                "(own and neighbours' series, kinds()) and reading every point, no indicator "
-                "arithmetic, median of %d; they are handed %zu points an evaluation, %.2f "
-                "times the %zu the reference reads\n",
-                o.reps, floor_points.load(), double(floor_points.load()) / double(year.observations),
-                year.observations);
-    std::printf("%-42s %9s %9s %9s %9s %7s\n", "what", "ms", "cpu ms", "ref ms", "ref cpu",
-                "ratio");
-    std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f\n", "engine (Engine::evaluate)",
-                floor_engine, median(floor.engine.cpu), floor_ref, median(floor.reference.cpu),
-                floor_engine / floor_ref);
-    std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f\n", "engine + compose + advance, released",
-                floor_scored, median(floor.scored.cpu), floor_ref, median(floor.reference.cpu),
-                floor_scored / floor_ref);
     std::fflush(stdout);
-    checksum += floor.checksum;
-    const nlohmann::json interface_floor = {
-        {"what", "three bench plugins making the shipped plugins' requests, no arithmetic"},
-        {"engine_ms", floor_engine},
-        {"engine_cpu_ms", median(floor.engine.cpu)},
-        {"scored_ms", floor_scored},
-        {"scored_cpu_ms", median(floor.scored.cpu)},
-        {"reference_ms", floor_ref},
-        {"engine_ratio", floor_engine / floor_ref},
-        {"scored_ratio", floor_scored / floor_ref},
-        {"events_published", floor.level_changes},
-        {"points_handed", floor_points.load()},
-        {"points_in_reference", year.observations}};
+    nlohmann::json interface_floor = nlohmann::json::array();
+    for (const Floor* f : {&floor, &own_floor}) {
+        const Full& m = f->full;
+        const double ref_ms = median(m.reference.wall);
+        interface_floor.push_back(
+            {{"what", f->neighbours ? "the shipped plugins' requests, no arithmetic"
+                                    : "the shipped plugins' requests of their own series, no "
+                                      "arithmetic"},
+             {"neighbours", f->neighbours},
+             {"engine_ms", median(m.engine.wall)},
+             {"engine_cpu_ms", median(m.engine.cpu)},
+             {"scored_ms", median(m.scored.wall)},
+             {"scored_cpu_ms", median(m.scored.cpu)},
+             {"reference_ms", ref_ms},
+             {"engine_ratio", median(m.engine.wall) / ref_ms},
+             {"scored_ratio", median(m.scored.wall) / ref_ms},
+             {"events_published", m.level_changes},
+             {"points_handed", f->points},
+             {"points_in_reference", year.observations}});
+    }
 
     // ---- 2. incremental evaluation ------------------------------------------------------
     progress("incremental evaluation, a year of history");
@@ -1085,16 +1112,19 @@ int main(int argc, char** argv) {
         row.data_rows = double(year_observations);
         table.push_back(row);
     }
-    {
-        // No target: what the per-locality plugin interface costs before any indicator
-        // arithmetic (RequestsOnly), against the same reference.
+    // No target: what the per-locality plugin interface costs before any indicator
+    // arithmetic (RequestsOnly), against the same reference.
+    for (const Floor* f : {&floor, &own_floor}) {
         ews::bench::ResultRow row;
-        row.what = "full evaluation, interface floor (the plugins' requests, no arithmetic)";
-        row.ewsd = floor_scored / 1000.0;
-        row.reference = floor_ref / 1000.0;
+        row.what = f->neighbours
+                       ? "full evaluation, interface floor (the plugins' requests, no arithmetic)"
+                       : "full evaluation, interface floor, own series only";
+        const double ref_s = median(f->full.reference.wall) / 1000.0;
+        row.ewsd = median(f->full.scored.wall) / 1000.0;
+        row.reference = ref_s;
         row.reference_name = plain_name;
         row.unit = "s";
-        row.ratio = floor_scored / floor_ref;
+        row.ratio = row.ewsd / ref_s;
         row.ratio_name = "time ewsd / reference";
         row.runs = o.reps;
         table.push_back(row);
