@@ -3,6 +3,7 @@
 #include "control.hpp"
 #include "curve.hpp"
 #include "ingest_endpoint.hpp"
+#include "keepalive.hpp"
 #include "logging.hpp"
 #include "metrics.hpp"
 #include "pipeline.hpp"
@@ -39,6 +40,26 @@ void notify(const std::string& state) {
 #else
     (void)state;
 #endif
+}
+
+// Returns: the unit's WatchdogSec= as systemd passed it (WATCHDOG_USEC), 0 without one.
+std::chrono::microseconds watchdog_interval() {
+    uint64_t usec = 0;
+#ifdef EWS_HAVE_SYSTEMD
+    if (sd_watchdog_enabled(0, &usec) <= 0) usec = 0;
+#endif
+    return std::chrono::microseconds(usec);
+}
+
+// While starting: a long but progressing start-up (a country's observations to load, a large
+// spool file) asks systemd for more time than TimeoutStartSec= (it counts only beyond it):
+// each ping allows start_extension more, and progress pings every start_ping.
+constexpr std::chrono::seconds start_extension{60};
+constexpr std::chrono::seconds start_ping{10};
+
+void extend_start() {
+    notify("EXTEND_TIMEOUT_USEC=" +
+           std::to_string(std::chrono::microseconds(start_extension).count()));
 }
 
 // Holds an exclusive flock on STATE_DIR/ewsd.lock for the life of the process, so that
@@ -200,6 +221,13 @@ public:
         evaluate(true);
         if (options_.once) return 0;
         notify("READY=1\nSTATUS=" + status_line());
+        // From now on a long step (a large spool file or batch, an evaluation that raises
+        // many alerts) keeps the watchdog fed while it makes progress, as the loop does
+        // between steps.
+        if (const auto watchdog = watchdog_interval(); watchdog.count() > 0)
+            keepalive::install([] { notify("WATCHDOG=1"); }, watchdog / 2);
+        else
+            keepalive::uninstall();
         loop();
         notify("STOPPING=1");
         spdlog::info("ewsd stopped");
@@ -607,10 +635,7 @@ private:
         // Daily, first a minute after start so that start-up stays fast.
         auto next_retention = Clock::now() + std::chrono::minutes(1);
         auto next_hb = Clock::now();
-        uint64_t watchdog_usec = 0;
-#ifdef EWS_HAVE_SYSTEMD
-        if (sd_watchdog_enabled(0, &watchdog_usec) <= 0) watchdog_usec = 0;
-#endif
+        const auto watchdog_usec = static_cast<std::uint64_t>(watchdog_interval().count());
         auto next_watchdog = Clock::now();
         std::vector<zmq::pollitem_t> items;
         items.push_back({nullptr, signals_.fd(), ZMQ_POLLIN, 0});
@@ -641,6 +666,7 @@ private:
             }
             if (watchdog_usec && now_c >= next_watchdog) {
                 notify("WATCHDOG=1");
+                keepalive::pinged();
                 next_watchdog = now_c + std::chrono::microseconds(watchdog_usec / 2);
             }
             if (now_c >= next_retention) {
@@ -732,6 +758,10 @@ private:
     // pool's) starts, so that SIGTERM reaches the loop instead of killing a worker thread.
     SignalFd signals_;
     StateLock lock_;
+    // Before the pipeline, whose construction loads every stored observation: a long
+    // start-up asks for more time while it makes progress (keepalive.hpp); run() switches it
+    // to the watchdog once ready.
+    keepalive::Scope keepalive_{extend_start, start_ping};
     Pipeline pipeline_;
     Spool spool_;
     zmq::context_t context_;

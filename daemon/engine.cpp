@@ -1,5 +1,7 @@
 #include "engine.hpp"
 
+#include "keepalive.hpp"
+
 #include <boost/container/small_vector.hpp>
 
 #include <algorithm>
@@ -393,7 +395,9 @@ void Engine::apply(const std::vector<Observation>& rows) {
     const std::string* last_source = nullptr;
     std::string_view source;
     std::vector<std::uint32_t> touched;  // each locality once, through LocalityMeta::touched
+    std::size_t seen = 0;
     for (const auto& row : rows) {
+        if (++seen % 65536 == 0) keepalive::progress();  // a file of millions of rows
         if (!last_locality || row.locality != *last_locality) {
             auto loc = impl.by_id.find(row.locality);
             if (loc == impl.by_id.end()) continue;

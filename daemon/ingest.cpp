@@ -4,6 +4,7 @@
 #include "ingest.hpp"
 
 #include "allocator.hpp"
+#include "keepalive.hpp"
 
 #include <boost/uuid/detail/sha1.hpp>
 #include <nlohmann/json.hpp>
@@ -1009,7 +1010,13 @@ LocalityParse parse_localities_csv(std::string_view content, const std::string& 
 
 std::string content_digest(std::string_view content) {
     boost::uuids::detail::sha1 sha;
-    sha.process_bytes(content.data(), content.size());
+    // In pieces: a file of hundreds of megabytes takes seconds, and its progress keeps the
+    // watchdog fed.
+    constexpr std::size_t piece = std::size_t{16} << 20;
+    for (std::size_t at = 0; at < content.size(); at += piece) {
+        sha.process_bytes(content.data() + at, std::min(piece, content.size() - at));
+        keepalive::progress();
+    }
     boost::uuids::detail::sha1::digest_type digest;
     sha.get_digest(digest);
     char hex[41];
@@ -1043,7 +1050,10 @@ bool read_whole_file(const std::filesystem::path& file, std::string& content, st
     std::size_t size = 0;
     for (;;) {
         if (size == content.size()) content.resize(content.size() * 2);  // the file grew
-        ssize_t n = ::read(fd, content.data() + size, content.size() - size);
+        // In pieces, so that a file of hundreds of megabytes shows progress (keepalive.hpp).
+        constexpr std::size_t piece = std::size_t{64} << 20;
+        keepalive::progress();
+        ssize_t n = ::read(fd, content.data() + size, std::min(piece, content.size() - size));
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             error = std::strerror(errno);
@@ -1182,6 +1192,7 @@ IngestOutcome ingest_overlapped(std::string_view content, IngestOutcome out, Ing
     };
     bool duplicate = false;
     while (auto part = queue.pop()) {
+        keepalive::progress();  // a part is 32k rows parsed, and written when in key order
         if (duplicate) continue;  // drain what the parser had queued before it stopped
         if (!digest_checked &&
             pending_digest.wait_for(std::chrono::seconds(0)) == std::future_status::ready)

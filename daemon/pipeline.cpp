@@ -1,6 +1,7 @@
 #include "pipeline.hpp"
 
 #include "alerting.hpp"
+#include "keepalive.hpp"
 #include "messages.hpp"
 #include "scorer.hpp"
 
@@ -118,6 +119,7 @@ Pipeline::Pipeline(Config config)
         if (batch.size() == batch.capacity()) {
             engine_.apply(batch);
             batch.clear();
+            keepalive::progress();  // a country's observations take a minute to load
         }
     });
     engine_.apply(batch);
@@ -292,7 +294,11 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
     std::size_t repeated = 0;
 
     std::vector<Eventful> eventful;
+    // An evaluation that raises many alerts at once takes seconds after the engine's part
+    // (docs/performance.md, "Many alerts at once"): its progress keeps the watchdog fed.
+    std::size_t done = 0;
     for (auto& r : results) {
+        if (++done % 4096 == 0) keepalive::progress();
         const Locality& loc = engine_.locality(r.locality);
         Composite composite = compose(names, std::move(r.assessments), config_.weights);
         auto [it, inserted] = states_.try_emplace(loc.id);
@@ -324,6 +330,7 @@ std::vector<OutboxRow> Pipeline::evaluate(TimePoint now, bool full) {
     add_evidence(eventful, now);
 
     for (const Eventful& x : eventful) {
+        if (++done % 1024 == 0) keepalive::progress();
         const Locality& loc = engine_.locality(x.locality);
         const Composite& composite = x.composite;
         for (const auto& e : x.result.published) {

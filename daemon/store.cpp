@@ -1,6 +1,8 @@
 // store.cpp: every SQL statement of ewsd. See store.hpp for the contract.
 #include "store.hpp"
 
+#include "keepalive.hpp"
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
@@ -1016,7 +1018,12 @@ bool key_less(const Observation& x, const Observation& y) {
 std::vector<std::uint32_t> key_order(std::span<const Observation> rows) {
     std::vector<std::uint32_t> order;
     if (rows.size() < 2 || rows.size() > std::numeric_limits<std::uint32_t>::max()) return order;
-    auto less = [rows](std::uint32_t a, std::uint32_t b) { return key_less(rows[a], rows[b]); };
+    // Sorting millions of rows takes seconds: its progress keeps the watchdog fed.
+    std::uint32_t compared = 0;
+    auto less = [rows, &compared](std::uint32_t a, std::uint32_t b) {
+        if (++compared % (1u << 20) == 0) keepalive::progress();
+        return key_less(rows[a], rows[b]);
+    };
     if (std::is_sorted(rows.begin(), rows.end(), key_less)) return order;
     order.resize(rows.size());
     std::iota(order.begin(), order.end(), std::uint32_t{0});
@@ -1059,6 +1066,7 @@ void Store::ObservationWriter::write(std::span<const Observation> rows,
                              r.source + "): " + text);
         }
         sqlite3_reset(s.upsert_observation.get());
+        if (n % 4096 == 4095) keepalive::progress();
     }
     impl_->written += count;
 }
@@ -1168,7 +1176,10 @@ void Store::commit_evaluation(const std::vector<AlertState>& changed,
     const std::string w = where("commit_evaluation");
     auto& s = *st_;
     Transaction tx(db_, s.begin, s.commit, s.rollback, w);
-    for (const auto& a : changed) write_state(s.upsert_alert_state, db_, w, a);
+    for (std::size_t i = 0; i < changed.size(); ++i) {
+        write_state(s.upsert_alert_state, db_, w, changed[i]);
+        if (i % 4096 == 4095) keepalive::progress();
+    }
     const std::int64_t now_unix = to_unix(wall_now());
     for (const auto& h : held) {
         Use u(s.insert_held, db_, w);
@@ -1190,6 +1201,7 @@ void Store::commit_evaluation(const std::vector<AlertState>& changed,
         u.text(1, r.endpoint).integer(2, static_cast<std::int64_t>(r.seq)).text(3, r.topic);
         u.text(4, r.payload).text(5, r.alert_id).text(6, r.locality).integer(7, now_unix).run();
         ++it->second;
+        if (it->second % 1024 == 0) keepalive::progress();
     }
     tx.commit();
 }
