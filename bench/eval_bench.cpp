@@ -50,7 +50,8 @@
 // plugins that make the shipped plugins' requests of their views and read every point they
 // are handed but do no indicator arithmetic (RequestsOnly), against the same reference, with
 // the number of points they are handed (each neighbour's series is handed again to every
-// locality that lists it). A row without a target.
+// locality that lists it); and the same with the locality's own series only (the reference's
+// points, once each). Two rows without a target.
 //
 // Times are wall clock (the targets) and the CPU time of all the process's threads (how
 // much work it was, which stays meaningful when other processes share the cores). The
@@ -468,9 +469,6 @@ public:
         return {};
     }
     void configure(const ews::sdk::Params&) override {}
-    const std::string& name() const { return name_; }
-    Pattern pattern() const { return pattern_; }
-    bool neighbours() const { return neighbours_; }
     ews::sdk::Assessment assess(const ews::sdk::LocalityView& view, TimePoint) const override {
         double sum = 0;
         std::size_t read_count = 0;
@@ -738,6 +736,11 @@ struct Floor {
     bool neighbours = true;
     std::size_t points = 0;  // points handed to the three in one evaluation
     Full full;
+
+    std::string what() const {
+        return neighbours ? "full evaluation, interface floor (the plugins' requests, no arithmetic)"
+                          : "full evaluation, interface floor, own series only";
+    }
 };
 
 Floor measure_floor(Dataset& d, bool neighbours, TimePoint now, int reps,
@@ -926,17 +929,18 @@ int main(int argc, char** argv) {
     // arithmetic, and the same without the neighbours' series.
     const Floor floor = measure_floor(year, true, now, o.reps, progress);
     const Floor own_floor = measure_floor(year, false, now, o.reps, progress);
+    nlohmann::json interface_floor = nlohmann::json::array();
     for (const Floor* f : {&floor, &own_floor}) {
-        std::printf("\nthe interface's floor, %s: three bench plugins making the shipped plugins' "
-                    "requests and reading every point, no indicator arithmetic, median of %d; "
-                    "they are handed %zu points an evaluation, %.2f times the %zu the reference "
-                    "reads\n",
-                    f->neighbours ? "with the neighbours' series" : "own series only", o.reps,
-                    f->points, double(f->points) / double(year.observations), year.observations);
-        std::printf("%-42s %9s %9s %9s %9s %7s\n", "what", "ms", "cpu ms", "ref ms", "ref cpu",
-                    "ratio");
         const Full& m = f->full;
         const double ref_ms = median(m.reference.wall);
+        std::printf("\n%s: three bench plugins making the shipped plugins' requests%s and "
+                    "reading every point, no indicator arithmetic, median of %d; they are handed "
+                    "%zu points an evaluation, %.2f times the %zu the reference reads\n",
+                    f->what().c_str(), f->neighbours ? " (own and neighbours' series)" : "",
+                    o.reps, f->points, double(f->points) / double(year.observations),
+                    year.observations);
+        std::printf("%-42s %9s %9s %9s %9s %7s\n", "what", "ms", "cpu ms", "ref ms", "ref cpu",
+                    "ratio");
         std::printf("%-42s %9.1f %9.1f %9.1f %9.1f %7.2f\n", "engine (Engine::evaluate)",
                     median(m.engine.wall), median(m.engine.cpu), ref_ms,
                     median(m.reference.cpu), median(m.engine.wall) / ref_ms);
@@ -945,28 +949,20 @@ int main(int argc, char** argv) {
                     median(m.scored.cpu), ref_ms, median(m.reference.cpu),
                     median(m.scored.wall) / ref_ms);
         checksum += m.checksum;
+        interface_floor.push_back({{"what", f->what()},
+                                   {"neighbours", f->neighbours},
+                                   {"engine_ms", median(m.engine.wall)},
+                                   {"engine_cpu_ms", median(m.engine.cpu)},
+                                   {"scored_ms", median(m.scored.wall)},
+                                   {"scored_cpu_ms", median(m.scored.cpu)},
+                                   {"reference_ms", ref_ms},
+                                   {"engine_ratio", median(m.engine.wall) / ref_ms},
+                                   {"scored_ratio", median(m.scored.wall) / ref_ms},
+                                   {"events_published", m.level_changes},
+                                   {"points_handed", f->points},
+                                   {"points_in_reference", year.observations}});
     }
     std::fflush(stdout);
-    nlohmann::json interface_floor = nlohmann::json::array();
-    for (const Floor* f : {&floor, &own_floor}) {
-        const Full& m = f->full;
-        const double ref_ms = median(m.reference.wall);
-        interface_floor.push_back(
-            {{"what", f->neighbours ? "the shipped plugins' requests, no arithmetic"
-                                    : "the shipped plugins' requests of their own series, no "
-                                      "arithmetic"},
-             {"neighbours", f->neighbours},
-             {"engine_ms", median(m.engine.wall)},
-             {"engine_cpu_ms", median(m.engine.cpu)},
-             {"scored_ms", median(m.scored.wall)},
-             {"scored_cpu_ms", median(m.scored.cpu)},
-             {"reference_ms", ref_ms},
-             {"engine_ratio", median(m.engine.wall) / ref_ms},
-             {"scored_ratio", median(m.scored.wall) / ref_ms},
-             {"events_published", m.level_changes},
-             {"points_handed", f->points},
-             {"points_in_reference", year.observations}});
-    }
 
     // ---- 2. incremental evaluation ------------------------------------------------------
     progress("incremental evaluation, a year of history");
@@ -1116,9 +1112,7 @@ int main(int argc, char** argv) {
     // arithmetic (RequestsOnly), against the same reference.
     for (const Floor* f : {&floor, &own_floor}) {
         ews::bench::ResultRow row;
-        row.what = f->neighbours
-                       ? "full evaluation, interface floor (the plugins' requests, no arithmetic)"
-                       : "full evaluation, interface floor, own series only";
+        row.what = f->what();
         const double ref_s = median(f->full.reference.wall) / 1000.0;
         row.ewsd = median(f->full.scored.wall) / 1000.0;
         row.reference = ref_s;

@@ -221,9 +221,9 @@ public:
         evaluate(true);
         if (options_.once) return 0;
         notify("READY=1\nSTATUS=" + status_line());
-        // From now on a long step (a large spool file or batch, an evaluation that raises
-        // many alerts) keeps the watchdog fed while it makes progress, as the loop does
-        // between steps.
+        // From now on the loop pings the watchdog between steps, and a long step (a large
+        // spool file or batch, an evaluation that raises many alerts) while it makes
+        // progress: one schedule, keepalive's.
         if (const auto watchdog = watchdog_interval(); watchdog.count() > 0)
             keepalive::install([] { notify("WATCHDOG=1"); }, watchdog / 2);
         else
@@ -635,8 +635,6 @@ private:
         // Daily, first a minute after start so that start-up stays fast.
         auto next_retention = Clock::now() + std::chrono::minutes(1);
         auto next_hb = Clock::now();
-        const auto watchdog_usec = static_cast<std::uint64_t>(watchdog_interval().count());
-        auto next_watchdog = Clock::now();
         std::vector<zmq::pollitem_t> items;
         items.push_back({nullptr, signals_.fd(), ZMQ_POLLIN, 0});
         items.push_back({nullptr, spool_.watch_fd(), ZMQ_POLLIN, 0});
@@ -664,11 +662,7 @@ private:
                 heartbeat();
                 next_hb = now_c + cfg().heartbeat;
             }
-            if (watchdog_usec && now_c >= next_watchdog) {
-                notify("WATCHDOG=1");
-                keepalive::pinged();
-                next_watchdog = now_c + std::chrono::microseconds(watchdog_usec / 2);
-            }
+            keepalive::progress();  // WATCHDOG=1 when due (installed by run())
             if (now_c >= next_retention) {
                 apply_retention();
                 next_retention = now_c + std::chrono::hours(24);
@@ -698,7 +692,7 @@ private:
             if (changed_waiting_) wake = std::min(wake, wait_until(false));
             if (deferred_waiting_) wake = std::min(wake, wait_until(true));
             if (spool_retry_at_) wake = std::min(wake, *spool_retry_at_);
-            if (watchdog_usec) wake = std::min(wake, next_watchdog);
+            if (auto due = keepalive::next_due()) wake = std::min(wake, *due);
             items.resize(fixed_items);
             if (metrics_) {
                 if (auto deadline = metrics_->next_deadline()) wake = std::min(wake, *deadline);

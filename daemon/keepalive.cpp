@@ -32,8 +32,9 @@ void progress() {
     state.ping();
 }
 
-void pinged() {
-    if (state.ping) state.next = Clock::now() + state.every;
+std::optional<Clock::time_point> next_due() {
+    if (!state.ping) return std::nullopt;
+    return state.next;
 }
 
 }  // namespace ews::keepalive

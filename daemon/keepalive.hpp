@@ -5,7 +5,8 @@
 // kill a daemon that is slow but working (WatchdogSec=, TimeoutStartSec= of the unit).
 //
 // A long step calls progress() where it has made progress (every few thousand rows): a clock
-// read, and the installed ping when one is due. A step that is stuck (a plugin that never
+// read, and the installed ping when one is due. The main loop calls it between steps too, so
+// there is one schedule of pings. A step that is stuck (a plugin that never
 // returns) calls nothing, so the watchdog still catches it.
 //
 // The state is per thread: progress() pings only on the thread that called install() (the
@@ -15,6 +16,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 
 namespace ews::keepalive {
 
@@ -27,9 +29,9 @@ void install(std::function<void()> ping, Clock::duration every);
 void uninstall();
 // Calls the installed ping when it is due.
 void progress();
-// Records that the caller pinged by other means just now (the main loop's own ping), so that
-// the next ping from progress() is a whole interval later.
-void pinged();
+// Returns: when the installed ping is next due on this thread, or nullopt when nothing is
+// installed (the main loop wakes for it, so an idle daemon pings on time too).
+std::optional<Clock::time_point> next_due();
 
 // Installs for the life of the object.
 class Scope {

@@ -1188,7 +1188,9 @@ void Store::commit_evaluation(const std::vector<AlertState>& changed,
     }
     // Read inside the write transaction, so no other writer can take a seq in between.
     std::map<std::string, std::uint64_t, std::less<>> next;
-    for (const auto& r : rows) {
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        const OutboxRow& r = rows[i];
+        if (i % 1024 == 1023) keepalive::progress();
         auto it = next.find(r.endpoint);
         if (it == next.end()) it = next.emplace(r.endpoint, last_seq(r.endpoint) + 1).first;
         if (r.seq != it->second)
@@ -1201,7 +1203,6 @@ void Store::commit_evaluation(const std::vector<AlertState>& changed,
         u.text(1, r.endpoint).integer(2, static_cast<std::int64_t>(r.seq)).text(3, r.topic);
         u.text(4, r.payload).text(5, r.alert_id).text(6, r.locality).integer(7, now_unix).run();
         ++it->second;
-        if (it->second % 1024 == 0) keepalive::progress();
     }
     tx.commit();
 }

@@ -30,23 +30,38 @@ TEST_CASE("keepalive: at most one ping an interval", "[keepalive]") {
     std::this_thread::sleep_for(250ms);
     for (int i = 0; i < 1000; ++i) keepalive::progress();
     CHECK(pings == 1);
-    // A ping by other means (the main loop's) starts the interval again.
-    std::this_thread::sleep_for(250ms);
-    keepalive::pinged();
+    // The next is due an interval after that ping, and next_due() says when (the main loop
+    // wakes for it).
+    const auto due = keepalive::next_due();
+    REQUIRE(due);
+    CHECK(*due > keepalive::Clock::now());
+    CHECK(*due <= keepalive::Clock::now() + 200ms);
     keepalive::progress();
     CHECK(pings == 1);
-    std::this_thread::sleep_for(250ms);
+    std::this_thread::sleep_until(*due);
     keepalive::progress();
     CHECK(pings == 2);
+}
+
+TEST_CASE("keepalive: nothing is due when nothing is installed", "[keepalive]") {
+    CHECK_FALSE(keepalive::next_due());
+    {
+        keepalive::Scope scope([] {}, 1h);
+        CHECK(keepalive::next_due());
+    }
+    CHECK_FALSE(keepalive::next_due());
 }
 
 TEST_CASE("keepalive: another thread's progress pings nothing", "[keepalive]") {
     int pings = 0;
     keepalive::Scope scope([&] { ++pings; }, 0ms);
-    std::thread other([] {
+    bool due_there = true;
+    std::thread other([&] {
         for (int i = 0; i < 100; ++i) keepalive::progress();
+        due_there = keepalive::next_due().has_value();  // (Catch2 asserts on one thread only)
     });
     other.join();
+    CHECK_FALSE(due_there);
     CHECK(pings == 0);
     keepalive::progress();
     CHECK(pings == 1);
